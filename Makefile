@@ -1,0 +1,39 @@
+# convbench: `make run` runs the experiments, `make test` runs the tests.
+# Both first create or refresh .venv from uv.lock with the machine's Python 3.11.
+
+PROFILE ?= quick
+PYTHON ?= python3.11
+UV_VERSION := 0.13.9
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+# Keep Prefect's database (flow-run history for `prefect server start`) in the project.
+export PREFECT_HOME ?= $(CURDIR)/.prefect
+export UV_PYTHON := $(PYTHON)
+export UV_PYTHON_DOWNLOADS := never
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: help env run test lint repro clean-results
+
+help: ## this list
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet uv==$(UV_VERSION)
+
+env: $(UV) ## create or refresh .venv from uv.lock
+	$(UV) sync --locked
+
+run: env ## run the experiments through the Prefect flow (PROFILE=quick|full|ci)
+	$(VENV)/bin/python -m flows.experiment --profile $(PROFILE)
+
+test: env ## run the test suite
+	$(VENV)/bin/python -m pytest
+
+lint: env ## ruff
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+repro: env ## plain `dvc repro` of whatever params.yaml says, without Prefect
+	$(VENV)/bin/dvc repro

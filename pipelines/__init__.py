@@ -1,0 +1,1 @@
+"""One thin entry point per DVC stage: parse arguments, call convbench, nothing else."""

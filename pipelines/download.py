@@ -1,0 +1,18 @@
+"""DVC stage `download`: fetch a dataset's source files, verified, into a folder."""
+
+from pathlib import Path
+
+import typer
+
+from convbench.config import load_settings
+from convbench.logs import setup_logging
+from convbench.stages import download_dataset
+
+
+def main(dataset: str, out_dir: Path, params: Path = Path("params.yaml")) -> None:
+    setup_logging()
+    download_dataset(load_settings(params), dataset, out_dir)
+
+
+if __name__ == "__main__":
+    typer.run(main)

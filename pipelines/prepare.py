@@ -1,0 +1,19 @@
+"""DVC stage `prepare`: seeded validation split, profile subsets, arrays for fast loading."""
+
+from pathlib import Path
+
+import typer
+
+from convbench.config import load_settings
+from convbench.logs import setup_logging
+from convbench.stages import prepare_dataset
+
+
+def main(dataset: str, raw_dir: Path, validation_summary: Path, out_dir: Path,
+         params: Path = Path("params.yaml")) -> None:
+    setup_logging()
+    prepare_dataset(load_settings(params), dataset, raw_dir, validation_summary, out_dir)
+
+
+if __name__ == "__main__":
+    typer.run(main)

@@ -1,0 +1,19 @@
+"""DVC stage `train`: one run (a variant on a dataset), tracked in MLflow."""
+
+from pathlib import Path
+
+import typer
+
+from convbench.config import load_settings
+from convbench.logs import setup_logging
+from convbench.training import train_run
+
+
+def main(run: str, prepared_dir: Path, model_dir: Path, out_dir: Path,
+         params: Path = Path("params.yaml")) -> None:
+    setup_logging()
+    train_run(load_settings(params), run, prepared_dir, model_dir, out_dir)
+
+
+if __name__ == "__main__":
+    typer.run(main)

@@ -1,0 +1,236 @@
+"""Fetch a source's files from the mirror or the internet, trusting only pinned sha256s.
+
+Every candidate (the mirror first, then each URL of the file) is written to a temporary
+file beside the destination and renamed into place only once its sha256 matches the pin,
+so an interrupted or corrupted transfer never leaves bytes under the file's real name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+from urllib.request import url2pathname
+
+import pooch
+import requests
+
+from convbench.atomic import atomic_path
+from convbench.sources import Source, SourceFile
+
+log = logging.getLogger("convbench.download")
+
+CHUNK_SIZE = 1 << 20
+DEFAULT_TIMEOUT_S = 60.0
+# Client errors that may go away on their own; any other 4xx will not, so is not retried.
+_RETRYABLE_4XX = frozenset({408, 425, 429})
+
+
+class DownloadError(RuntimeError):
+    """A source file could not be fetched and verified."""
+
+
+class ChecksumMismatchError(DownloadError):
+    """A candidate delivered bytes whose sha256 is not the pinned one."""
+
+    def __init__(self, file_name: str, expected: str, actual: str, origin: str) -> None:
+        self.file_name = file_name
+        self.expected = expected
+        self.actual = actual
+        self.origin = origin
+        super().__init__(
+            f"{file_name} from {origin} has sha256 {actual}, but {expected} is pinned; "
+            "the bytes were discarded"
+        )
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One place a file was looked for, and why it did not deliver."""
+
+    origin: str
+    reason: str
+
+
+class SourceUnavailableError(DownloadError):
+    """No candidate could deliver one or more files; says where it looked and how to help."""
+
+    def __init__(self, failures: dict[str, tuple[Attempt, ...]], how_to_provide: str) -> None:
+        self.failures = failures
+        self.file_names = tuple(failures)
+        self.how_to_provide = how_to_provide
+        lines = [f"could not fetch {', '.join(self.file_names)}:"]
+        for name, attempts in failures.items():
+            lines.append(f"  {name}:")
+            lines.extend(f"    - {a.origin}: {a.reason}" for a in attempts)
+            if not attempts:
+                lines.append("    - no mirror and no URLs to try")
+        if how_to_provide:
+            lines.append(f"to provide them: {how_to_provide}")
+        super().__init__("\n".join(lines))
+
+
+class _CandidateFailed(Exception):
+    """Internal: this candidate could not deliver; the next one is tried."""
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(CHUNK_SIZE):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _is_http(location: str) -> bool:
+    return urlparse(location).scheme in ("http", "https")
+
+
+def _local_path(location: str) -> Path:
+    """A plain path or a ``file://`` URI as a path."""
+    parsed = urlparse(location)
+    if parsed.scheme == "file":
+        return Path(url2pathname(unquote(parsed.path)))
+    return Path(location).expanduser()
+
+
+def _candidates(file: SourceFile, mirror: str | None) -> list[tuple[str, bool]]:
+    """(location, is_mirror) in the order they are tried."""
+    found: list[tuple[str, bool]] = []
+    if mirror:
+        if _is_http(mirror):
+            found.append((mirror.rstrip("/") + "/" + file.name, True))
+        else:
+            found.append((str(_local_path(mirror) / file.name), True))
+    found.extend((url, False) for url in file.urls)
+    return found
+
+
+def _copy_local(location: str, tmp: Path) -> None:
+    src = _local_path(location)
+    if not src.is_file():
+        raise _CandidateFailed("no such file")
+    try:
+        shutil.copyfile(src, tmp)
+    except OSError as err:
+        raise _CandidateFailed(f"copy failed: {err}") from err
+
+
+def _retryable(err: Exception) -> bool:
+    if isinstance(err, requests.HTTPError) and err.response is not None:
+        status = err.response.status_code
+        return status >= 500 or status in _RETRYABLE_4XX
+    return True  # connection refused/reset, timeouts, transfers cut short
+
+
+def _download_http(url: str, tmp: Path, retries: int, backoff: float, timeout: float) -> None:
+    # A progress bar only helps a person at a terminal; in DVC or Prefect logs it is noise.
+    downloader = pooch.HTTPDownloader(progressbar=sys.stderr.isatty(), timeout=timeout)
+    attempts = 1 + max(0, retries)
+    for attempt in range(1, attempts + 1):
+        try:
+            # pooch opens the path with "w+b", so a retry starts from an empty file.
+            downloader(url, str(tmp), None)
+            return
+        except (requests.RequestException, OSError) as err:
+            reason = f"{type(err).__name__}: {err}"
+            if attempt == attempts or not _retryable(err):
+                tries = f" (after {attempt} attempts)" if attempt > 1 else ""
+                raise _CandidateFailed(reason + tries) from err
+            delay = backoff * 2 ** (attempt - 1)
+            log.warning("attempt %d/%d of %s failed (%s); retrying in %.2fs",
+                        attempt, attempts, url, reason, delay)
+            time.sleep(delay)
+
+
+def fetch_file(
+    file: SourceFile,
+    dest_dir: Path,
+    mirror: str | None = None,
+    retries: int = 3,
+    how_to_provide: str = "",
+    *,
+    backoff: float = 1.0,
+    timeout: float = DEFAULT_TIMEOUT_S,
+) -> Path:
+    """Put ``file`` at ``dest_dir/file.name``, verified against its pinned sha256.
+
+    ``mirror`` is a folder (path or ``file://`` URI) or an http(s) prefix holding the same
+    file names; it is tried before ``file.urls``. ``retries`` is how many more times a failed
+    HTTP transfer is tried, waiting ``backoff`` seconds, doubled each time.
+    """
+    target = dest_dir / file.name
+    if target.is_file():
+        if sha256_of(target) == file.sha256:
+            log.info("%s already present and verified at %s", file.name, target)
+            return target
+        # Removed now so that, should every candidate fail, no stage can pick up bad bytes.
+        log.warning("%s at %s does not match its pin; removing it", file.name, target)
+        target.unlink()
+
+    tried: list[Attempt] = []
+    mismatches: list[ChecksumMismatchError] = []
+    for location, is_mirror in _candidates(file, mirror):
+        origin = f"mirror {location}" if is_mirror else location
+        log.info("fetching %s from %s", file.name, origin)
+        try:
+            # atomic_path removes the temporary file whenever the block raises.
+            with atomic_path(target) as tmp:
+                if _is_http(location):
+                    _download_http(location, tmp, retries, backoff, timeout)
+                else:
+                    _copy_local(location, tmp)
+                actual = sha256_of(tmp)
+                if actual != file.sha256:
+                    raise ChecksumMismatchError(file.name, file.sha256, actual, origin)
+        except ChecksumMismatchError as err:
+            # A wrong file in the mirror is the operator's to fix; the internet must not hide it.
+            if is_mirror:
+                raise
+            log.warning("%s", err)
+            mismatches.append(err)
+            tried.append(Attempt(origin, f"sha256 mismatch (got {err.actual})"))
+            continue
+        except _CandidateFailed as err:
+            log.warning("could not fetch %s from %s: %s", file.name, origin, err)
+            tried.append(Attempt(origin, str(err)))
+            continue
+        log.info("%s verified (sha256 %s) from %s", file.name, file.sha256, origin)
+        return target
+
+    if mismatches:
+        raise mismatches[0]
+    raise SourceUnavailableError({file.name: tuple(tried)}, how_to_provide)
+
+
+def fetch_source(
+    source: Source,
+    dest_dir: Path,
+    mirror: str | None = None,
+    retries: int = 3,
+    *,
+    backoff: float = 1.0,
+    timeout: float = DEFAULT_TIMEOUT_S,
+) -> list[Path]:
+    """Fetch and verify every file of ``source`` into ``dest_dir``; return their paths.
+
+    Unavailable files are gathered so that one error lists everything missing; a checksum
+    mismatch stops at once.
+    """
+    paths: list[Path] = []
+    missing: dict[str, tuple[Attempt, ...]] = {}
+    for file in source.files:
+        try:
+            paths.append(fetch_file(file, dest_dir, mirror, retries, source.how_to_provide,
+                                    backoff=backoff, timeout=timeout))
+        except SourceUnavailableError as err:
+            missing.update(err.failures)
+    if missing:
+        raise SourceUnavailableError(missing, source.how_to_provide)
+    return paths
+

@@ -1,0 +1,88 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from convbench.config import SettingsError, find_project_root, load_params, parse_params
+
+from .conftest import ROOT
+
+
+def raw_params() -> dict:
+    return yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def test_project_params_are_valid() -> None:
+    params = load_params(ROOT / "params.yaml")
+    assert params.profile in params.profiles
+    assert {run.variant for run in params.runs.values()} >= {"mlp", "cnn", "lenet5",
+                                                             "random_forest"}
+
+
+def test_unknown_key_is_named() -> None:
+    raw = raw_params()
+    raw["runs"]["mnist-cnn"]["epoch"] = 3
+    with pytest.raises(SettingsError, match=r"runs\.mnist-cnn\.epoch: unknown key"):
+        parse_params(raw)
+
+
+def test_wrong_type_is_named() -> None:
+    raw = raw_params()
+    raw["runs"]["mnist-cnn"]["batch_size"] = "big"
+    with pytest.raises(SettingsError, match=r"runs\.mnist-cnn\.batch_size"):
+        parse_params(raw)
+
+
+def test_unknown_variant_lists_allowed() -> None:
+    raw = raw_params()
+    raw["runs"]["mnist-cnn"]["variant"] = "resnet"
+    with pytest.raises(SettingsError) as error:
+        parse_params(raw)
+    assert "runs.mnist-cnn.variant" in str(error.value)
+    assert "'cnn'" in str(error.value) and "'lenet5'" in str(error.value)
+
+
+def test_unknown_dataset_lists_allowed() -> None:
+    raw = raw_params()
+    raw["runs"]["mnist-cnn"]["dataset"] = "fashion"
+    with pytest.raises(SettingsError, match=r"runs\.mnist-cnn\.dataset.*'fashion'.*\['mnist'\]"):
+        parse_params(raw)
+
+
+def test_unknown_profile_lists_allowed() -> None:
+    raw = raw_params()
+    raw["profile"] = "huge"
+    with pytest.raises(SettingsError, match=r"profile: got 'huge'.*'quick'.*'full'.*'ci'"):
+        parse_params(raw)
+
+
+def test_unknown_source_lists_allowed() -> None:
+    raw = raw_params()
+    raw["datasets"]["mnist"]["source"] = "emnist"
+    with pytest.raises(SettingsError, match=r"datasets\.mnist.*'emnist'.*\['mnist'\]"):
+        parse_params(raw)
+
+
+def test_forest_keys_are_checked_against_the_forest_schema() -> None:
+    raw = raw_params()
+    raw["runs"]["mnist-random_forest"]["epochs"] = 3
+    with pytest.raises(SettingsError, match=r"runs\.mnist-random_forest\.epochs: unknown key"):
+        parse_params(raw)
+
+
+def test_missing_file_and_bad_yaml(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="file not found"):
+        load_params(tmp_path / "params.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("profile: [quick\n")
+    with pytest.raises(SettingsError, match="not valid YAML"):
+        load_params(bad)
+
+
+def test_project_root_from_a_dvc_temp_workspace(tmp_path: Path) -> None:
+    workspace = tmp_path / "proj" / ".dvc" / "tmp" / "exps" / "tmpabc123"
+    workspace.mkdir(parents=True)
+    (workspace / "params.yaml").write_text("")
+    assert find_project_root(workspace) == tmp_path / "proj"
+    (tmp_path / "proj" / "params.yaml").write_text("")
+    assert find_project_root(tmp_path / "proj") == tmp_path / "proj"

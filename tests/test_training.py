@@ -1,0 +1,88 @@
+"""train → evaluate → compare on tiny data, into a real (temporary) MLflow store."""
+
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from convbench.config import Settings
+from convbench.evaluation import evaluate_run, load_model
+from convbench.prepare import save_prepared
+from convbench.reporting import compare
+from convbench.training import train_run
+
+from .conftest import tiny_digits
+
+RUNS = ("mnist-cnn", "mnist-random_forest")
+
+
+@pytest.fixture
+def workspace(ci_settings: Settings, tmp_path: Path) -> tuple[Settings, Path]:
+    splits = {
+        "train": tiny_digits(120),
+        "validation": tiny_digits(40, seed=1),
+        "test": tiny_digits(50, seed=2),
+    }
+    splits = {k: (x[..., np.newaxis], y) for k, (x, y) in splits.items()}
+    save_prepared(splits, tmp_path / "prepared", list(range(10)))
+    return ci_settings, tmp_path
+
+
+def test_train_evaluate_compare(workspace: tuple[Settings, Path]) -> None:
+    settings, root = workspace
+    prepared, runs = root / "prepared", root / "results" / "runs"
+    for key in RUNS:
+        summary = train_run(settings, key, prepared, root / "models" / key,
+                            runs / key / "train", verbose=0)
+        assert summary["epochs_run"] == 1 and summary["training_seconds"] > 0
+        assert summary["device"] == "CPU"
+        metrics = evaluate_run(settings, key, prepared, root / "models" / key,
+                               runs / key / "train", runs / key / "eval")
+        assert 0 <= metrics["test_accuracy"] <= 1
+        assert metrics["inference_images_per_second"] > 0
+        assert (runs / key / "eval" / "confusion_matrix.png").stat().st_size > 0
+        assert load_model(root / "models" / key) is not None
+
+    history = pd.read_csv(runs / "mnist-cnn" / "train" / "history.csv")
+    assert list(history["epoch"]) == [1]
+    assert {"loss", "accuracy", "val_loss", "val_accuracy", "epoch_seconds"} <= set(history)
+    assert train_summary(runs, "mnist-cnn")["parameters"] == 1_199_882
+
+    frame = compare(settings, runs, root / "compare")
+    status = frame.set_index("run")["status"].to_dict()
+    assert status["mnist-cnn"] == "ok" and status["mnist-random_forest"] == "ok"
+    assert status["mnist-mlp"] == "not run"  # configured but absent: shown, not dropped
+    for name in ("comparison.csv", "comparison.md", "test_error.png", "training_time.png"):
+        assert (root / "compare" / name).stat().st_size > 0
+    assert "not run" in (root / "compare" / "comparison.md").read_text()
+
+    client = MlflowClient(settings.env.tracking_uri)
+    run = client.get_run(train_summary(runs, "mnist-cnn")["mlflow_run_id"])
+    assert run.data.params["variant"] == "cnn" and run.data.params["effective.epochs"] == "1"
+    assert {"test_accuracy", "training_seconds", "parameters", "val_accuracy"} <= set(
+        run.data.metrics)
+    for tag in ("git_commit", "dataset_sha256", "dvc_stage", "convbench.params_sha256",
+                "convbench.profile", "convbench.device_name"):
+        assert run.data.tags.get(tag), tag
+    assert run.data.tags["convbench.profile"] == "ci"
+    epochs = client.get_metric_history(run.info.run_id, "val_accuracy")
+    assert [m.step for m in epochs] == [1]
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"confusion_matrix.png", "learning_curves.png"} <= artifacts
+    models = client.search_logged_models(experiment_ids=[run.info.experiment_id])
+    assert any(m.source_run_id == run.info.run_id for m in models)
+    signature = mlflow.models.get_model_info(models[0].model_uri).signature
+    assert signature is not None and signature.inputs is not None
+
+    comparison = client.search_runs(
+        [client.get_experiment_by_name("convbench/comparison").experiment_id])
+    assert comparison and comparison[0].data.tags["convbench.kind"] == "comparison"
+
+
+def train_summary(runs: Path, key: str) -> dict:
+    import json
+
+    return json.loads((runs / key / "train" / "metrics.json").read_text())
