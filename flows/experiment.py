@@ -11,10 +11,12 @@ Runs on Prefect's ephemeral local API with no server started:
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Annotated
 
 import networkx as nx
 import typer
@@ -43,7 +45,12 @@ def stage_order(root: Path) -> tuple[list[str], nx.DiGraph]:
     with Repo(str(root)) as repo:
         graph = repo.index.graph
         names = nx.relabel_nodes(graph, {stage: stage.addressing for stage in graph.nodes})
-    return list(reversed(list(nx.lexicographical_topological_sort(names)))), names
+    # Dependencies first; among the ready ones, group by item so each run's train and
+    # evaluate tasks sit side by side in the UI.
+    order = nx.lexicographical_topological_sort(
+        names.reverse(copy=False), key=lambda name: (name.partition("@")[2], name)
+    )
+    return list(order), names
 
 
 def select_stages(
@@ -53,14 +60,18 @@ def select_stages(
     params = load_settings(root / "params.yaml").params
     wanted_datasets = set(datasets or params.datasets)
     runs = {
-        key for key, run in params.runs.items()
+        key
+        for key, run in params.runs.items()
         if run.dataset in wanted_datasets and (variants is None or run.variant in set(variants))
     }
     selected = []
     for name in order:
         stage, _, item = name.partition("@")
-        if (not item or item in runs or (item in wanted_datasets
-                                          and stage in ("download", "validate", "prepare"))):
+        if (
+            not item
+            or item in runs
+            or (item in wanted_datasets and stage in ("download", "validate", "prepare"))
+        ):
             selected.append(name)
     return selected
 
@@ -80,8 +91,12 @@ def plan(
     for name in changed:
         stale |= nx.ancestors(graph, name)  # every stage that depends on it
     logger = get_run_logger()
-    logger.info("%d stages selected, %d to check: %s", len(selected), len(stale & set(selected)),
-                ", ".join(s for s in selected if s in stale) or "none")
+    logger.info(
+        "%d stages selected, %d to check: %s",
+        len(selected),
+        len(stale & set(selected)),
+        ", ".join(s for s in selected if s in stale) or "none",
+    )
     return selected, [s for s in selected if s in stale]
 
 
@@ -93,8 +108,17 @@ def run_stage(root: Path, stage: str, stale: bool) -> str:
         logger.info("%s is up to date", stage)
         return "up to date"
     command = [sys.executable, "-m", "dvc", "repro", "--single-item", stage]
-    process = subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True, bufsize=1)
+    # Stage commands say `python`: make it this environment's interpreter.
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    process = subprocess.Popen(
+        command,
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+        text=True,
+        bufsize=1,
+    )
     tail: list[str] = []
     assert process.stdout is not None
     for line in process.stdout:
@@ -123,8 +147,11 @@ def experiment(
     selected, stale = plan(root, datasets, variants)
     outcome = {}
     for stage in selected:
-        task_fn = run_stage.with_options(retries=DOWNLOAD_RETRIES, retry_delay_seconds=5) \
-            if stage.startswith("download@") else run_stage
+        task_fn = (
+            run_stage.with_options(retries=DOWNLOAD_RETRIES, retry_delay_seconds=5)
+            if stage.startswith("download@")
+            else run_stage
+        )
         outcome[stage] = task_fn(root, stage, stage in stale)
     report = root / "reports" / "compare" / "comparison.md"
     if report.exists():
@@ -133,15 +160,22 @@ def experiment(
 
 
 def main(
-    profile: str = typer.Option("quick", help=f"one of {', '.join(PROFILE_NAMES)}"),
-    dataset: list[str] = typer.Option(None, help="only these datasets (repeatable)"),
-    variant: list[str] = typer.Option(None, help="only these variants (repeatable)"),
-    set_param: list[str] = typer.Option(None, "--set-param", "-S",
-                                        help="params.yaml override key=value (repeatable)"),
-    project_dir: Path = typer.Option(Path("."), help="the convbench checkout"),
+    profile: Annotated[str, typer.Option(help=f"one of {', '.join(PROFILE_NAMES)}")] = "quick",
+    dataset: Annotated[list[str] | None, typer.Option(help="only these datasets")] = None,
+    variant: Annotated[list[str] | None, typer.Option(help="only these variants")] = None,
+    set_param: Annotated[
+        list[str] | None,
+        typer.Option("--set-param", "-S", help="params.yaml override key=value (repeatable)"),
+    ] = None,
+    project_dir: Annotated[Path, typer.Option(help="the convbench checkout")] = Path("."),
 ) -> None:
-    experiment(profile=profile, datasets=dataset or None, variants=variant or None,
-               overrides=set_param or [], project_dir=str(project_dir))
+    experiment(
+        profile=profile,
+        datasets=dataset or None,
+        variants=variant or None,
+        overrides=set_param or [],
+        project_dir=str(project_dir),
+    )
 
 
 if __name__ == "__main__":

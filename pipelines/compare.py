@@ -2,18 +2,15 @@
 
 from pathlib import Path
 
-import typer
-
 from convbench.config import load_settings
-from convbench.logs import setup_logging
+from convbench.entry import run_stage
 from convbench.reporting import compare
 
 
 def main(runs_dir: Path, out_dir: Path, params: Path = Path("params.yaml")) -> None:
-    setup_logging()
     compare(load_settings(params), runs_dir, out_dir)
     print((out_dir / "comparison.md").read_text())
 
 
 if __name__ == "__main__":
-    typer.run(main)
+    run_stage(main)

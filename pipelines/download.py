@@ -2,17 +2,14 @@
 
 from pathlib import Path
 
-import typer
-
 from convbench.config import load_settings
-from convbench.logs import setup_logging
+from convbench.entry import run_stage
 from convbench.stages import download_dataset
 
 
 def main(dataset: str, out_dir: Path, params: Path = Path("params.yaml")) -> None:
-    setup_logging()
     download_dataset(load_settings(params), dataset, out_dir)
 
 
 if __name__ == "__main__":
-    typer.run(main)
+    run_stage(main)

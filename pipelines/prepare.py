@@ -2,18 +2,20 @@
 
 from pathlib import Path
 
-import typer
-
 from convbench.config import load_settings
-from convbench.logs import setup_logging
+from convbench.entry import run_stage
 from convbench.stages import prepare_dataset
 
 
-def main(dataset: str, raw_dir: Path, validation_summary: Path, out_dir: Path,
-         params: Path = Path("params.yaml")) -> None:
-    setup_logging()
+def main(
+    dataset: str,
+    raw_dir: Path,
+    validation_summary: Path,
+    out_dir: Path,
+    params: Path = Path("params.yaml"),
+) -> None:
     prepare_dataset(load_settings(params), dataset, raw_dir, validation_summary, out_dir)
 
 
 if __name__ == "__main__":
-    typer.run(main)
+    run_stage(main)

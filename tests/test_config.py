@@ -15,8 +15,12 @@ def raw_params() -> dict:
 def test_project_params_are_valid() -> None:
     params = load_params(ROOT / "params.yaml")
     assert params.profile in params.profiles
-    assert {run.variant for run in params.runs.values()} >= {"mlp", "cnn", "lenet5",
-                                                             "random_forest"}
+    assert {run.variant for run in params.runs.values()} >= {
+        "mlp",
+        "cnn",
+        "lenet5",
+        "random_forest",
+    }
 
 
 def test_unknown_key_is_named() -> None:

@@ -70,7 +70,10 @@ def test_profile_limits_and_round_trip(tmp_path: Path) -> None:
     prepared = prepare(splits(), 0.2, seed=0, profile=profile)
     info = save_prepared(prepared, tmp_path / "prepared", list(range(10)))
     assert {k: v["count"] for k, v in info["splits"].items()} == {
-        "train": 50, "validation": 10, "test": 20}
+        "train": 50,
+        "validation": 10,
+        "test": 20,
+    }
     images, labels = load_prepared(tmp_path / "prepared", "train")
     assert images.shape == (50, 28, 28) and images.dtype == np.uint8
     np.testing.assert_array_equal(labels, prepared["train"][1])

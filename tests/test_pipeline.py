@@ -28,21 +28,28 @@ RAN = re.compile(r"Running stage '([^']+)'")
 def make_workspace(tmp_path: Path, profile: str = "ci") -> tuple[Path, dict[str, str]]:
     """A git checkout of the project's files (no outputs, no caches) under tmp_path."""
     workspace = tmp_path / "convbench"
-    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT,
-                            capture_output=True, text=True, check=True).stdout.split()
+    listed = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     for name in listed:
         if (ROOT / name).is_file():
             (workspace / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / name, workspace / name)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PREFECT_",
-                                                                     "DVC_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PREFECT_", "DVC_"))}
     env |= {
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}",
         "CONVBENCH_MIRROR": str(SHARED_DATASETS),
         "PREFECT_HOME": str(tmp_path / "prefect"),
         "TF_CPP_MIN_LOG_LEVEL": "2",
-        "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.org",
-        "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.org",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.org",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.org",
     }
     set_param(workspace, f"profile={profile}")
     for command in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "ws"]):
@@ -84,8 +91,9 @@ def test_dvc_repro_ci_profile(tmp_path: Path) -> None:
     experiment = client.get_experiment_by_name("convbench/mnist")
     tracked = client.search_runs([experiment.experiment_id])
     assert {r.info.run_name for r in tracked} == set(runs)
-    assert all("test_accuracy" in r.data.metrics and "training_seconds" in r.data.metrics
-               for r in tracked)
+    assert all(
+        "test_accuracy" in r.data.metrics and "training_seconds" in r.data.metrics for r in tracked
+    )
     assert all(r.data.tags["dvc_stage"].startswith("train@") for r in tracked)
 
     assert "up to date" in dvc(workspace, env, "status")
@@ -93,13 +101,27 @@ def test_dvc_repro_ci_profile(tmp_path: Path) -> None:
 
     set_param(workspace, "runs.mnist-mlp.epochs=19")
     assert set(RAN.findall(dvc(workspace, env, "repro"))) == {
-        "train@mnist-mlp", "evaluate@mnist-mlp", "compare"}
+        "train@mnist-mlp",
+        "evaluate@mnist-mlp",
+        "compare",
+    }
 
 
 def test_prefect_flow_runs_the_stages_as_tasks(tmp_path: Path) -> None:
     workspace, env = make_workspace(tmp_path, profile="quick")
-    flow = [sys.executable, "-m", "flows.experiment", "--profile", "ci",
-            "--variant", "cnn", "--variant", "random_forest", "--project-dir", str(workspace)]
+    flow = [
+        sys.executable,
+        "-m",
+        "flows.experiment",
+        "--profile",
+        "ci",
+        "--variant",
+        "cnn",
+        "--variant",
+        "random_forest",
+        "--project-dir",
+        str(workspace),
+    ]
     run(flow, workspace, env)
     assert "profile: ci" in (workspace / "params.yaml").read_text()  # the override applied
     table = pd.read_csv(workspace / "reports" / "compare" / "comparison.csv").set_index("run")
@@ -107,8 +129,15 @@ def test_prefect_flow_runs_the_stages_as_tasks(tmp_path: Path) -> None:
     assert table.loc["mnist-mlp", "status"] == "not run"  # not selected
 
     states = task_states(env)
-    expected = {"download@mnist", "validate@mnist", "prepare@mnist", "train@mnist-cnn",
-                "evaluate@mnist-cnn", "train@mnist-random_forest", "compare"}
+    expected = {
+        "download@mnist",
+        "validate@mnist",
+        "prepare@mnist",
+        "train@mnist-cnn",
+        "evaluate@mnist-cnn",
+        "train@mnist-random_forest",
+        "compare",
+    }
     assert expected <= set(states) and "train@mnist-mlp" not in states
     assert all(state == "COMPLETED" for state in states.values()), states
 
@@ -128,6 +157,7 @@ def task_states(env: dict[str, str]) -> dict[str, str]:
         "    print(json.dumps({r.name: r.state.type.value for r in runs}))\n"
         "asyncio.run(main())\n"
     )
-    output = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
-                            text=True, check=True).stdout
+    output = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+    ).stdout
     return json.loads(output.strip().splitlines()[-1])

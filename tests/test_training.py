@@ -35,12 +35,19 @@ def test_train_evaluate_compare(workspace: tuple[Settings, Path]) -> None:
     settings, root = workspace
     prepared, runs = root / "prepared", root / "results" / "runs"
     for key in RUNS:
-        summary = train_run(settings, key, prepared, root / "models" / key,
-                            runs / key / "train", verbose=0)
+        summary = train_run(
+            settings, key, prepared, root / "models" / key, runs / key / "train", verbose=0
+        )
         assert summary["epochs_run"] == 1 and summary["training_seconds"] > 0
         assert summary["device"] == "CPU"
-        metrics = evaluate_run(settings, key, prepared, root / "models" / key,
-                               runs / key / "train", runs / key / "eval")
+        metrics = evaluate_run(
+            settings,
+            key,
+            prepared,
+            root / "models" / key,
+            runs / key / "train",
+            runs / key / "eval",
+        )
         assert 0 <= metrics["test_accuracy"] <= 1
         assert metrics["inference_images_per_second"] > 0
         assert (runs / key / "eval" / "confusion_matrix.png").stat().st_size > 0
@@ -63,9 +70,16 @@ def test_train_evaluate_compare(workspace: tuple[Settings, Path]) -> None:
     run = client.get_run(train_summary(runs, "mnist-cnn")["mlflow_run_id"])
     assert run.data.params["variant"] == "cnn" and run.data.params["effective.epochs"] == "1"
     assert {"test_accuracy", "training_seconds", "parameters", "val_accuracy"} <= set(
-        run.data.metrics)
-    for tag in ("git_commit", "dataset_sha256", "dvc_stage", "convbench.params_sha256",
-                "convbench.profile", "convbench.device_name"):
+        run.data.metrics
+    )
+    for tag in (
+        "git_commit",
+        "dataset_sha256",
+        "dvc_stage",
+        "convbench.params_sha256",
+        "convbench.profile",
+        "convbench.device_name",
+    ):
         assert run.data.tags.get(tag), tag
     assert run.data.tags["convbench.profile"] == "ci"
     epochs = client.get_metric_history(run.info.run_id, "val_accuracy")
@@ -78,7 +92,8 @@ def test_train_evaluate_compare(workspace: tuple[Settings, Path]) -> None:
     assert signature is not None and signature.inputs is not None
 
     comparison = client.search_runs(
-        [client.get_experiment_by_name("convbench/comparison").experiment_id])
+        [client.get_experiment_by_name("convbench/comparison").experiment_id]
+    )
     assert comparison and comparison[0].data.tags["convbench.kind"] == "comparison"
 
 

@@ -165,7 +165,9 @@ class Settings(_Strict):
         try:
             return self.params.runs[key]
         except KeyError:
-            raise SettingsError(f"runs: unknown run {key!r}; allowed: {sorted(self.params.runs)}") from None
+            raise SettingsError(
+                f"runs: unknown run {key!r}; allowed: {sorted(self.params.runs)}"
+            ) from None
 
     def dataset(self, name: str) -> Dataset:
         try:
@@ -252,5 +254,9 @@ def load_params(path: Path) -> Params:
     return parse_params(raw, origin=str(path))
 
 
-def load_settings(path: Path = Path("params.yaml"), environ: dict[str, str] | None = None) -> Settings:
-    return Settings(params=load_params(path), env=read_environment(environ, cwd=path.resolve().parent))
+def load_settings(
+    path: Path = Path("params.yaml"), environ: dict[str, str] | None = None
+) -> Settings:
+    return Settings(
+        params=load_params(path), env=read_environment(environ, cwd=path.resolve().parent)
+    )

@@ -143,8 +143,14 @@ def _download_http(url: str, tmp: Path, retries: int, backoff: float, timeout: f
                 tries = f" (after {attempt} attempts)" if attempt > 1 else ""
                 raise _CandidateFailed(reason + tries) from err
             delay = backoff * 2 ** (attempt - 1)
-            log.warning("attempt %d/%d of %s failed (%s); retrying in %.2fs",
-                        attempt, attempts, url, reason, delay)
+            log.warning(
+                "attempt %d/%d of %s failed (%s); retrying in %.2fs",
+                attempt,
+                attempts,
+                url,
+                reason,
+                delay,
+            )
             time.sleep(delay)
 
 
@@ -226,11 +232,19 @@ def fetch_source(
     missing: dict[str, tuple[Attempt, ...]] = {}
     for file in source.files:
         try:
-            paths.append(fetch_file(file, dest_dir, mirror, retries, source.how_to_provide,
-                                    backoff=backoff, timeout=timeout))
+            paths.append(
+                fetch_file(
+                    file,
+                    dest_dir,
+                    mirror,
+                    retries,
+                    source.how_to_provide,
+                    backoff=backoff,
+                    timeout=timeout,
+                )
+            )
         except SourceUnavailableError as err:
             missing.update(err.failures)
     if missing:
         raise SourceUnavailableError(missing, source.how_to_provide)
     return paths
-

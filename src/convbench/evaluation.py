@@ -36,8 +36,14 @@ def load_model(model_dir: Path) -> Any:
 def predict_proba(model: Any, images: np.ndarray, normalize: bool) -> tuple[np.ndarray, float]:
     """Class probabilities and the inference throughput in images per second."""
     if isinstance(model, keras.Model):
-        data = make_dataset(images, np.zeros(len(images), np.int64), THROUGHPUT_BATCH,
-                            normalize, shuffle=False, seed=0).map(lambda x, _: x)
+        data = make_dataset(
+            images,
+            np.zeros(len(images), np.int64),
+            THROUGHPUT_BATCH,
+            normalize,
+            shuffle=False,
+            seed=0,
+        ).map(lambda x, _: x)
         model.predict(data.take(1), verbose=0)  # warm-up: tracing is not inference
         started = time.perf_counter()
         proba = model.predict(data, verbose=0)
@@ -50,7 +56,11 @@ def predict_proba(model: Any, images: np.ndarray, normalize: bool) -> tuple[np.n
 
 
 def evaluate_run(
-    settings: Settings, key: str, prepared_dir: Path, model_dir: Path, train_dir: Path,
+    settings: Settings,
+    key: str,
+    prepared_dir: Path,
+    model_dir: Path,
+    train_dir: Path,
     out_dir: Path,
 ) -> dict[str, Any]:
     run = settings.run(key)
@@ -77,24 +87,36 @@ def evaluate_run(
         {"class": classes, "accuracy": per_class, "support": matrix.sum(axis=1)}
     )
     write_text(out_dir / "per_class.csv", per_class_frame.to_csv(index=False))
-    write_text(out_dir / "predictions.csv", pd.DataFrame(
-        {"actual": np.asarray(classes)[labels], "predicted": np.asarray(classes)[predicted]}
-    ).to_csv(index=False))
+    write_text(
+        out_dir / "predictions.csv",
+        pd.DataFrame(
+            {"actual": np.asarray(classes)[labels], "predicted": np.asarray(classes)[predicted]}
+        ).to_csv(index=False),
+    )
     png = out_dir / "confusion_matrix.png"
     confusion_matrix_png(matrix, classes, f"{key}: test accuracy {accuracy:.4f}", png)
-    write_json(out_dir / "metrics.json", {"run": key, **metrics,
-                                          "per_class_accuracy": dict(zip(map(str, classes),
-                                                                         per_class.tolist(),
-                                                                         strict=True))})
+    write_json(
+        out_dir / "metrics.json",
+        {
+            "run": key,
+            **metrics,
+            "per_class_accuracy": dict(zip(map(str, classes), per_class.tolist(), strict=True)),
+        },
+    )
 
     info = prepared_info(prepared_dir)
     tags = tracking.base_tags(settings, f"evaluate@{key}", info["sha256"])
-    with tracking.start_run(settings, tracking.experiment_name(run.dataset), key,
-                            tags={"dvc_evaluate_stage": tags["dvc_stage"]},
-                            run_id=trained["mlflow_run_id"]):
+    with tracking.start_run(
+        settings,
+        tracking.experiment_name(run.dataset),
+        key,
+        tags={"dvc_evaluate_stage": tags["dvc_stage"]},
+        run_id=trained["mlflow_run_id"],
+    ):
         mlflow.log_metrics(metrics)
-        mlflow.log_metrics({f"test_accuracy_class_{c}": float(a)
-                            for c, a in zip(classes, per_class, strict=True)})
+        mlflow.log_metrics(
+            {f"test_accuracy_class_{c}": float(a) for c, a in zip(classes, per_class, strict=True)}
+        )
         mlflow.log_artifact(str(png))
         mlflow.log_artifact(str(out_dir / "per_class.csv"))
     return metrics

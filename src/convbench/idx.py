@@ -8,8 +8,14 @@ from pathlib import Path
 import numpy as np
 
 # idx magic: two zero bytes, a type code, then the number of dimensions.
-_IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
-              0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
+_IDX_TYPES = {
+    0x08: np.uint8,
+    0x09: np.int8,
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
 
 
 class IdxFormatError(ValueError):
@@ -36,7 +42,11 @@ def read_idx(path: Path) -> np.ndarray:
             f"{path}: header declares shape {shape} ({expected} bytes) "
             f"but the file holds {len(data) - header} bytes"
         )
-    return np.frombuffer(data, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+    return (
+        np.frombuffer(data, dtype=dtype, offset=header)
+        .reshape(shape)
+        .astype(dtype.newbyteorder("="))
+    )
 
 
 MNIST_FILES = {

@@ -7,11 +7,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-from convbench.atomic import atomic_path  # noqa: E402
+from convbench.atomic import atomic_path
 
 
 def _save(fig: plt.Figure, path: Path) -> None:
@@ -24,13 +24,26 @@ def confusion_matrix_png(matrix: np.ndarray, classes: list, title: str, path: Pa
     fig, ax = plt.subplots(figsize=(6, 5))
     image = ax.imshow(matrix, cmap="Blues")
     fig.colorbar(image, ax=ax)
-    ax.set(xticks=range(len(classes)), yticks=range(len(classes)),
-           xticklabels=classes, yticklabels=classes,
-           xlabel="predicted", ylabel="true", title=title)
+    ax.set(
+        xticks=range(len(classes)),
+        yticks=range(len(classes)),
+        xticklabels=classes,
+        yticklabels=classes,
+        xlabel="predicted",
+        ylabel="true",
+        title=title,
+    )
     threshold = matrix.max() / 2 if matrix.size else 0
     for (row, col), value in np.ndenumerate(matrix):
-        ax.text(col, row, str(value), ha="center", va="center", fontsize=7,
-                color="white" if value > threshold else "black")
+        ax.text(
+            col,
+            row,
+            str(value),
+            ha="center",
+            va="center",
+            fontsize=7,
+            color="white" if value > threshold else "black",
+        )
     _save(fig, path)
 
 
@@ -46,8 +59,9 @@ def learning_curves_png(history: pd.DataFrame, title: str, path: Path) -> None:
     _save(fig, path)
 
 
-def bar_chart_png(values: pd.Series, ylabel: str, title: str, path: Path,
-                  colors: list[str] | None = None) -> None:
+def bar_chart_png(
+    values: pd.Series, ylabel: str, title: str, path: Path, colors: list[str] | None = None
+) -> None:
     fig, ax = plt.subplots(figsize=(max(5, 0.9 * len(values) + 2), 4))
     bars = ax.bar(values.index.astype(str), values.to_numpy(), color=colors)
     ax.bar_label(bars, fmt="%.3g", fontsize=8)

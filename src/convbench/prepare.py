@@ -38,8 +38,11 @@ def split_validation(splits: Splits, fraction: float, seed: int) -> Splits:
 
 def limit_splits(splits: Splits, profile: Profile, seed: int) -> Splits:
     """Keep a seeded random subset of each split when the profile asks for one."""
-    limits = {"train": profile.train_limit, "validation": profile.validation_limit,
-              "test": profile.test_limit}
+    limits = {
+        "train": profile.train_limit,
+        "validation": profile.validation_limit,
+        "test": profile.test_limit,
+    }
     rng = np.random.default_rng(seed)
     out = {}
     for split, (images, labels) in splits.items():

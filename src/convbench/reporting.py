@@ -46,20 +46,53 @@ def gather(settings: Settings, runs_dir: Path) -> pd.DataFrame:
         evaluated = _read(runs_dir / key / "eval" / "metrics.json")
         status = "ok" if trained and evaluated else "not run"
         row = {"run": key, "dataset": run.dataset, "variant": run.variant, "status": status}
-        row |= {k: trained.get(k) for k in ("training_seconds", "seconds_per_epoch",
-                                            "seconds_per_image", "epochs_run", "train_images",
-                                            "parameters", "device", "device_name", "profile")}
-        row |= {k: evaluated.get(k) for k in ("test_accuracy", "test_error",
-                                              "inference_images_per_second")}
+        row |= {
+            k: trained.get(k)
+            for k in (
+                "training_seconds",
+                "seconds_per_epoch",
+                "seconds_per_image",
+                "epochs_run",
+                "train_images",
+                "parameters",
+                "device",
+                "device_name",
+                "profile",
+            )
+        }
+        row |= {
+            k: evaluated.get(k)
+            for k in ("test_accuracy", "test_error", "inference_images_per_second")
+        }
         rows.append(row)
     frame = pd.DataFrame(rows, columns=list(COLUMNS))
     frame["seconds_per_image"] = frame["seconds_per_image"].astype(float) * 1000
     return frame
 
 
+FORMATS = {
+    "test_accuracy": "{:.4f}",
+    "test_error": "{:.4f}",
+    "training_seconds": "{:.1f}",
+    "seconds_per_epoch": "{:.1f}",
+    "seconds_per_image": "{:.3f}",
+    "epochs_run": "{:.0f}",
+    "train_images": "{:,.0f}",
+    "parameters": "{:,.0f}",
+    "inference_images_per_second": "{:,.0f}",
+}
+
+
 def to_markdown(frame: pd.DataFrame) -> str:
-    shown = frame.rename(columns=COLUMNS).drop(columns=["device name"])
-    return shown.to_markdown(index=False, floatfmt=".4g") + "\n"
+    shown = frame.copy()
+    for column, fmt in FORMATS.items():
+        shown[column] = [
+            "—" if pd.isna(value) else fmt.format(float(value)) for value in shown[column]
+        ]
+    shown = shown.rename(columns=COLUMNS).drop(columns=["device name"])
+    numeric = {COLUMNS[key] for key in FORMATS}
+    align = ["right" if c in numeric else "left" for c in shown.columns]
+    return shown.to_markdown(index=False, disable_numparse=True, colalign=align) + "\n"
 
 
 def compare(settings: Settings, runs_dir: Path, out_dir: Path) -> pd.DataFrame:
@@ -75,16 +108,22 @@ def compare(settings: Settings, runs_dir: Path, out_dir: Path) -> pd.DataFrame:
     done = frame[frame["status"] == "ok"].set_index("run")
     charts = {
         "test_error.png": (done["test_error"], "test error", "Test error per model"),
-        "training_time.png": (done["training_seconds"], "seconds",
-                              "Training time per model (" + ", ".join(devices) + ")"),
+        "training_time.png": (
+            done["training_seconds"],
+            "seconds",
+            "Training time per model (" + ", ".join(devices) + ")",
+        ),
     }
     for name, (values, ylabel, title) in charts.items():
         bar_chart_png(values.astype(float), ylabel, title, out_dir / name)
     # DVC metrics: one flat entry per run so `dvc metrics diff` reads well.
-    write_json(out_dir / "metrics.json", {
-        key: {"test_accuracy": row.test_accuracy, "training_seconds": row.training_seconds}
-        for key, row in done.iterrows()
-    })
+    write_json(
+        out_dir / "metrics.json",
+        {
+            key: {"test_accuracy": row.test_accuracy, "training_seconds": row.training_seconds}
+            for key, row in done.iterrows()
+        },
+    )
     _log_comparison(settings, frame, out_dir)
     return frame
 
@@ -92,13 +131,18 @@ def compare(settings: Settings, runs_dir: Path, out_dir: Path) -> pd.DataFrame:
 def _log_comparison(settings: Settings, frame: pd.DataFrame, out_dir: Path) -> None:
     tags = tracking.base_tags(settings, "compare", dataset_sha256="n/a")
     tags["convbench.kind"] = "comparison"
-    with tracking.start_run(settings, tracking.COMPARISON_EXPERIMENT,
-                            f"comparison-{settings.params.profile}", tags):
+    with tracking.start_run(
+        settings, tracking.COMPARISON_EXPERIMENT, f"comparison-{settings.params.profile}", tags
+    ):
         mlflow.log_param("profile", settings.params.profile)
         mlflow.log_param("runs", ",".join(frame["run"]))
         for row in frame[frame["status"] == "ok"].itertuples():
-            mlflow.log_metrics({f"{row.run}.test_accuracy": float(row.test_accuracy),
-                                f"{row.run}.training_seconds": float(row.training_seconds)})
+            mlflow.log_metrics(
+                {
+                    f"{row.run}.test_accuracy": float(row.test_accuracy),
+                    f"{row.run}.training_seconds": float(row.training_seconds),
+                }
+            )
         mlflow.log_table(frame, artifact_file="comparison.json")
         for name in ("comparison.csv", "comparison.md", "test_error.png", "training_time.png"):
             mlflow.log_artifact(str(out_dir / name))

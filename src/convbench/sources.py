@@ -31,7 +31,9 @@ class Source:
 
 
 def _mirrored(name: str, sha256: str, size: int, md5: str, bases: tuple[str, ...]) -> SourceFile:
-    return SourceFile(name=name, sha256=sha256, size=size, md5=md5, urls=tuple(b + name for b in bases))
+    return SourceFile(
+        name=name, sha256=sha256, size=size, md5=md5, urls=tuple(b + name for b in bases)
+    )
 
 
 # The mirrors TensorFlow (cvdf) and PyTorch (ossci) download from, then the original site.

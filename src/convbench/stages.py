@@ -48,10 +48,14 @@ def validate_dataset(
 ) -> dict:
     """Build the manifest, validate it (summary + Data Docs written even on failure)."""
     expectations = expectations_for(settings, name)
-    manifest = add_derived_columns(build_array_manifest(load_raw(settings.dataset(name), raw_dir)),
-                                   expectations.split_counts)
+    manifest = add_derived_columns(
+        build_array_manifest(load_raw(settings.dataset(name), raw_dir)), expectations.split_counts
+    )
     try:
-        summary = validate_manifest(manifest, expectations, name, report_dir / "data_docs")
+        # GX wants an absolute folder for its docs site.
+        summary = validate_manifest(
+            manifest, expectations, name, (report_dir / "data_docs").resolve()
+        )
     except Exception as error:
         failed = getattr(error, "summary", None)
         if failed is not None:
@@ -60,8 +64,12 @@ def validate_dataset(
     write_summary(summary, report_dir / "summary.json")
     with atomic_path(manifest_path) as tmp:
         manifest.to_parquet(tmp, index=False)
-    log.info("%s: %d images valid (%d expectations)", name, summary["rows"],
-             summary["evaluated_expectations"])
+    log.info(
+        "%s: %d images valid (%d expectations)",
+        name,
+        summary["rows"],
+        summary["evaluated_expectations"],
+    )
     return summary
 
 
@@ -74,8 +82,12 @@ def prepare_dataset(
             f"{validation_summary}: validation of {name} did not pass; fix the data first"
         )
     dataset = settings.dataset(name)
-    splits = prepare(load_raw(dataset, raw_dir), dataset.validation_fraction,
-                     settings.params.seed, settings.profile)
+    splits = prepare(
+        load_raw(dataset, raw_dir),
+        dataset.validation_fraction,
+        settings.params.seed,
+        settings.profile,
+    )
     info = save_prepared(splits, out_dir, dataset.classes)
     log.info("%s prepared: %s", name, {s: v["count"] for s, v in info["splits"].items()})
     return info

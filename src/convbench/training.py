@@ -98,8 +98,14 @@ def fit_keras(
         callbacks.append(keras.callbacks.EarlyStopping(**run.early_stopping.model_dump()))
     started = time.perf_counter()
     # shuffle=False: the tf.data pipeline already reshuffles every epoch.
-    history = model.fit(train, validation_data=val, epochs=epochs, callbacks=callbacks,
-                        shuffle=False, verbose=verbose)
+    history = model.fit(
+        train,
+        validation_data=val,
+        epochs=epochs,
+        callbacks=callbacks,
+        shuffle=False,
+        verbose=verbose,
+    )
     seconds = time.perf_counter() - started
     hist = {k: [float(v) for v in values] for k, values in history.history.items()}
     return TrainResult(
@@ -112,11 +118,15 @@ def fit_keras(
 
 
 def fit_forest(
-    model: Any, data: dict[str, tuple[np.ndarray, np.ndarray]], run: ForestRun,
-    n_estimators: int, seed: int,
+    model: Any,
+    data: dict[str, tuple[np.ndarray, np.ndarray]],
+    run: ForestRun,
+    n_estimators: int,
+    seed: int,
 ) -> TrainResult:
-    model.set_params(n_estimators=n_estimators, max_depth=run.max_depth, random_state=seed,
-                     n_jobs=-1)
+    model.set_params(
+        n_estimators=n_estimators, max_depth=run.max_depth, random_state=seed, n_jobs=-1
+    )
     x_train, y_train = data["train"]
     x_val, y_val = data["validation"]
     flat = len(x_train), -1
@@ -130,8 +140,13 @@ def fit_forest(
             float(model.score(scaled(x_val, run.normalize).reshape(len(x_val), -1), y_val))
         ],
     }
-    return TrainResult(training_seconds=seconds, epochs_run=1, epoch_seconds=[seconds],
-                       history=history, final={k: v[-1] for k, v in history.items()})
+    return TrainResult(
+        training_seconds=seconds,
+        epochs_run=1,
+        epoch_seconds=[seconds],
+        history=history,
+        final={k: v[-1] for k, v in history.items()},
+    )
 
 
 def history_frame(result: TrainResult) -> pd.DataFrame:
@@ -147,7 +162,11 @@ def count_params(model: Any) -> int | None:
 
 
 def train_run(
-    settings: Settings, key: str, prepared_dir: Path, model_dir: Path, out_dir: Path,
+    settings: Settings,
+    key: str,
+    prepared_dir: Path,
+    model_dir: Path,
+    out_dir: Path,
     verbose: int = 2,
 ) -> dict[str, Any]:
     """Train run ``key`` on its prepared data; write the model, metrics and history."""
@@ -161,22 +180,31 @@ def train_run(
     device = describe_device()
     is_keras = isinstance(run, KerasRun)
     effective = (
-        {"epochs": settings.effective_epochs(run)} if is_keras
+        {"epochs": settings.effective_epochs(run)}
+        if is_keras
         else {"n_estimators": settings.effective_estimators(run)}
     )
     tags = tracking.base_tags(settings, f"train@{key}", info["sha256"])
-    tags |= {"convbench.dataset": run.dataset, "convbench.variant": run.variant,
-             "convbench.run": key, **{f"convbench.{k}": v for k, v in device.items()}}
+    tags |= {
+        "convbench.dataset": run.dataset,
+        "convbench.variant": run.variant,
+        "convbench.run": key,
+        **{f"convbench.{k}": v for k, v in device.items()},
+    }
 
     with tracking.start_run(settings, tracking.experiment_name(run.dataset), key, tags) as active:
-        mlflow.log_params(tracking.flatten({
-            **run.model_dump(mode="json"),
-            "effective": effective,
-            "seed": seed,
-            "profile": settings.params.profile,
-            "train_images": len(data["train"][1]),
-            "validation_images": len(data["validation"][1]),
-        }))
+        mlflow.log_params(
+            tracking.flatten(
+                {
+                    **run.model_dump(mode="json"),
+                    "effective": effective,
+                    "seed": seed,
+                    "profile": settings.params.profile,
+                    "train_images": len(data["train"][1]),
+                    "validation_images": len(data["validation"][1]),
+                }
+            )
+        )
         log.info("training %s (%s on %s) on %s", key, run.variant, run.dataset, device)
         if is_keras:
             compile_model(model, run)
@@ -210,9 +238,14 @@ def train_run(
             learning_curves_png(history, key, out_dir / "learning_curves.png")
             mlflow.log_artifact(str(out_dir / "learning_curves.png"))
         summary = {
-            "run": key, "dataset": run.dataset, "variant": run.variant,
-            "parameters": params, **device, **metrics,
-            "effective": effective, "profile": settings.params.profile,
+            "run": key,
+            "dataset": run.dataset,
+            "variant": run.variant,
+            "parameters": params,
+            **device,
+            **metrics,
+            "effective": effective,
+            "profile": settings.params.profile,
             "train_images": len(data["train"][1]),
             "mlflow_run_id": active.info.run_id,
             "mlflow_experiment_id": active.info.experiment_id,
@@ -236,7 +269,9 @@ def _log_model(model: Any, sample: np.ndarray, normalize: bool) -> None:
         signature = infer_signature(x, model.predict(x, verbose=0))
         # Explicit requirements: inferring them re-imports the model in a subprocess (slow).
         mlflow.keras.log_model(
-            model, name="model", signature=signature,
+            model,
+            name="model",
+            signature=signature,
             pip_requirements=[f"keras=={keras.__version__}", _tensorflow_requirement()],
         )
     else:
@@ -244,7 +279,9 @@ def _log_model(model: Any, sample: np.ndarray, normalize: bool) -> None:
 
         x = scaled(sample, normalize).reshape(len(sample), -1)
         mlflow.sklearn.log_model(
-            model, name="model", signature=infer_signature(x, model.predict(x)),
+            model,
+            name="model",
+            signature=infer_signature(x, model.predict(x)),
             pip_requirements=[f"scikit-learn=={sklearn.__version__}"],
             skops_trusted_types=FOREST_TRUSTED_TYPES,
         )
@@ -254,4 +291,3 @@ def _tensorflow_requirement() -> str:
     import tensorflow as tf
 
     return f"tensorflow=={tf.__version__}"
-

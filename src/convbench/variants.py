@@ -26,7 +26,9 @@ class Variant:
 VARIANTS: dict[str, Variant] = {}
 
 
-def register(name: str, kind: Literal["keras", "sklearn"] = "keras") -> Callable[[Builder], Builder]:
+def register(
+    name: str, kind: Literal["keras", "sklearn"] = "keras"
+) -> Callable[[Builder], Builder]:
     def decorator(build: Builder) -> Builder:
         if name in VARIANTS:
             raise ValueError(f"variant {name!r} is registered twice")

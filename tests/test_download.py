@@ -1,0 +1,276 @@
+"""fetch_file/fetch_source against local mirrors and a local HTTP server (127.0.0.1 only)."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from convbench.download import (
+    ChecksumMismatchError,
+    SourceUnavailableError,
+    fetch_file,
+    fetch_source,
+    sha256_of,
+)
+from convbench.sources import Source, SourceFile
+
+pytestmark = pytest.mark.timeout(10)
+
+NAME = "digits.bin"
+CONTENT = bytes(range(256)) * 40  # 10 KiB, several chunks on the wire
+SHA = hashlib.sha256(CONTENT).hexdigest()
+HOW = "copy digits.bin into a folder and set CONVBENCH_MIRROR to it"
+FAST = {"backoff": 0.01, "timeout": 2.0}
+
+
+def pinned(*urls: str, name: str = NAME, sha: str = SHA) -> SourceFile:
+    return SourceFile(name=name, sha256=sha, urls=urls, size=len(CONTENT))
+
+
+def leftovers(dest: Path) -> list[str]:
+    return sorted(p.name for p in dest.iterdir()) if dest.exists() else []
+
+
+def unused_url(name: str = NAME) -> str:
+    # Bound then closed: nothing listens there, so connecting is refused at once.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/{name}"
+
+
+Respond = Callable[[BaseHTTPRequestHandler, int], None]
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[[Respond], str]]:
+    """Start a server whose GET handler is ``respond(handler, request_number)``; give its URL."""
+    servers: list[ThreadingHTTPServer] = []
+
+    def start(respond: Respond) -> str:
+        count = 0
+        lock = threading.Lock()
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                nonlocal count
+                with lock:
+                    count += 1
+                    n = count
+                respond(self, n)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        # A short poll interval keeps shutdown (and so each test) quick.
+        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def send_full(handler: BaseHTTPRequestHandler, body: bytes = CONTENT) -> None:
+    handler.send_response(200)
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
+@pytest.fixture
+def mirror(tmp_path: Path) -> Path:
+    folder = tmp_path / "mirror"
+    folder.mkdir()
+    (folder / NAME).write_bytes(CONTENT)
+    return folder
+
+
+def test_sha256_of(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(CONTENT)
+    assert sha256_of(path) == SHA
+
+
+def test_mirror_folder_is_used_first(tmp_path: Path, mirror: Path) -> None:
+    dest = tmp_path / "out"
+    # The URL would fail: the mirror must be tried first and suffice.
+    path = fetch_file(pinned(unused_url()), dest, mirror=str(mirror), retries=0, **FAST)
+    assert path == dest / NAME
+    assert path.read_bytes() == CONTENT
+    assert leftovers(dest) == [NAME]
+
+
+def test_file_uri_mirror(tmp_path: Path, mirror: Path) -> None:
+    dest = tmp_path / "out"
+    path = fetch_file(pinned(), dest, mirror=mirror.as_uri(), **FAST)
+    assert sha256_of(path) == SHA
+
+
+def test_present_good_file_is_not_copied_again(tmp_path: Path, mirror: Path) -> None:
+    dest = tmp_path / "out"
+    dest.mkdir()
+    (dest / NAME).write_bytes(CONTENT)
+    mtime = (dest / NAME).stat().st_mtime_ns
+    (mirror / NAME).unlink()  # a copy would now fail
+    path = fetch_file(pinned(), dest, mirror=str(mirror), **FAST)
+    assert path.stat().st_mtime_ns == mtime
+
+
+def test_present_bad_file_is_replaced(tmp_path: Path, mirror: Path) -> None:
+    dest = tmp_path / "out"
+    dest.mkdir()
+    (dest / NAME).write_bytes(b"stale")
+    path = fetch_file(pinned(), dest, mirror=str(mirror), **FAST)
+    assert path.read_bytes() == CONTENT
+    assert leftovers(dest) == [NAME]
+
+
+def test_wrong_file_in_mirror_is_loud(tmp_path: Path, mirror: Path, serve) -> None:
+    (mirror / NAME).write_bytes(b"not the digits")
+    bad = hashlib.sha256(b"not the digits").hexdigest()
+    hits: list[int] = []
+    good_url = serve(lambda h, n: (hits.append(n), send_full(h))) + "/" + NAME
+    dest = tmp_path / "out"
+    with pytest.raises(ChecksumMismatchError) as info:
+        fetch_file(pinned(good_url), dest, mirror=str(mirror), **FAST)
+    assert hits == []  # the good URL was not used to paper over the bad mirror
+    err = info.value
+    assert (err.file_name, err.expected, err.actual) == (NAME, SHA, bad)
+    assert str(mirror) in err.origin
+    for part in (NAME, SHA, bad, str(mirror)):
+        assert part in str(err)
+    assert leftovers(dest) == []  # neither the final name nor a temporary file
+
+
+def test_http_url(tmp_path: Path, serve) -> None:
+    base = serve(lambda h, n: send_full(h))
+    path = fetch_file(pinned(f"{base}/{NAME}"), tmp_path / "out", **FAST)
+    assert sha256_of(path) == SHA
+
+
+def test_http_mirror_prefix(tmp_path: Path, serve) -> None:
+    paths: list[str] = []
+
+    def respond(h: BaseHTTPRequestHandler, n: int) -> None:
+        paths.append(h.path)
+        send_full(h)
+
+    base = serve(respond)
+    fetch_file(pinned(), tmp_path / "out", mirror=base + "/data/", **FAST)
+    assert paths == [f"/data/{NAME}"]
+
+
+def test_dropped_connection_is_retried(
+    tmp_path: Path, serve, caplog: pytest.LogCaptureFixture
+) -> None:
+    def respond(h: BaseHTTPRequestHandler, n: int) -> None:
+        if n == 1:  # promise the whole file, send half, hang up
+            h.send_response(200)
+            h.send_header("Content-Length", str(len(CONTENT)))
+            h.end_headers()
+            h.wfile.write(CONTENT[: len(CONTENT) // 2])
+            h.wfile.flush()
+            h.close_connection = True
+        else:
+            send_full(h)
+
+    base = serve(respond)
+    dest = tmp_path / "out"
+    with caplog.at_level(logging.INFO, logger="convbench.download"):
+        path = fetch_file(pinned(f"{base}/{NAME}"), dest, retries=2, **FAST)
+    assert sha256_of(path) == SHA
+    assert leftovers(dest) == [NAME]
+    assert "attempt 1/3" in caplog.text  # the first transfer really was cut short
+    assert f"verified (sha256 {SHA}) from {base}" in caplog.text
+
+
+def test_dropped_connection_every_time_leaves_nothing(tmp_path: Path, serve) -> None:
+    def respond(h: BaseHTTPRequestHandler, n: int) -> None:
+        h.send_response(200)
+        h.send_header("Content-Length", str(len(CONTENT) + 1000))
+        h.end_headers()
+        h.wfile.write(CONTENT)
+        h.close_connection = True
+
+    url = serve(respond) + "/" + NAME
+    dest = tmp_path / "out"
+    with pytest.raises(SourceUnavailableError) as info:
+        fetch_file(pinned(url), dest, retries=1, how_to_provide=HOW, **FAST)
+    assert url in str(info.value)
+    assert "2 attempts" in str(info.value)
+    assert leftovers(dest) == []
+
+
+def test_wrong_bytes_from_url_fall_through_to_next(tmp_path: Path, serve) -> None:
+    bad_url = serve(lambda h, n: send_full(h, b"corrupted")) + "/" + NAME
+    good_url = serve(lambda h, n: send_full(h)) + "/" + NAME
+    dest = tmp_path / "out"
+    path = fetch_file(pinned(bad_url, good_url), dest, **FAST)
+    assert sha256_of(path) == SHA
+    assert leftovers(dest) == [NAME]
+
+
+def test_only_wrong_bytes_raise_mismatch(tmp_path: Path, serve) -> None:
+    bad_url = serve(lambda h, n: send_full(h, b"corrupted")) + "/" + NAME
+    dest = tmp_path / "out"
+    with pytest.raises(ChecksumMismatchError) as info:
+        fetch_file(pinned(unused_url(), bad_url), dest, retries=0, **FAST)
+    assert info.value.origin == bad_url
+    assert leftovers(dest) == []
+
+
+def test_not_found_is_not_retried(tmp_path: Path, serve) -> None:
+    def respond(h: BaseHTTPRequestHandler, n: int) -> None:
+        h.send_error(404)
+
+    url = serve(respond) + "/" + NAME
+    with pytest.raises(SourceUnavailableError, match="404"):
+        fetch_file(pinned(url), tmp_path / "out", retries=3, **FAST)
+
+
+def test_all_unreachable(tmp_path: Path) -> None:
+    urls = (unused_url(), unused_url())
+    missing_mirror = tmp_path / "no-mirror"
+    dest = tmp_path / "out"
+    with pytest.raises(SourceUnavailableError) as info:
+        fetch_file(
+            pinned(*urls), dest, mirror=str(missing_mirror), retries=1, how_to_provide=HOW, **FAST
+        )
+    message = str(info.value)
+    for part in (NAME, HOW, str(missing_mirror / NAME), *urls):
+        assert part in message
+    assert info.value.file_names == (NAME,)
+    assert leftovers(dest) == []
+
+
+def test_fetch_source_names_every_missing_file(tmp_path: Path, mirror: Path) -> None:
+    other = hashlib.sha256(b"other").hexdigest()
+    source = Source(
+        name="tiny",
+        description="test",
+        files=(pinned(), pinned(name="a.bin", sha=other), pinned(name="b.bin", sha=other)),
+        how_to_provide=HOW,
+    )
+    dest = tmp_path / "out"
+    with pytest.raises(SourceUnavailableError) as info:
+        fetch_source(source, dest, mirror=str(mirror), **FAST)
+    assert info.value.file_names == ("a.bin", "b.bin")
+    assert HOW in str(info.value)
+    # The file that was available is kept, verified, for the next run.
+    assert leftovers(dest) == [NAME]
+
+    for name in ("a.bin", "b.bin"):
+        (mirror / name).write_bytes(b"other")
+    paths = fetch_source(source, dest, mirror=str(mirror), **FAST)
+    assert [p.name for p in paths] == [NAME, "a.bin", "b.bin"]
