@@ -17,6 +17,8 @@ export UV_COMPILE_BYTECODE := 1
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 # No phoning home from the local Prefect API (and no error lines when offline).
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
+# The temporary local API can take over 20 s (its default limit) to start on 2 busy cores.
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 180
 # Stage commands say `python`: the locked environment comes first on PATH.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 

@@ -11,7 +11,7 @@ from mlflow.tracking import MlflowClient
 from convbench.config import Settings
 from convbench.evaluation import evaluate_run, load_model
 from convbench.prepare import save_prepared
-from convbench.reporting import compare
+from convbench.reporting import compare, gather
 from convbench.training import train_run
 
 from .conftest import tiny_digits
@@ -65,6 +65,17 @@ def test_train_evaluate_compare(workspace: tuple[Settings, Path]) -> None:
     for name in ("comparison.csv", "comparison.md", "test_error.png", "training_time.png"):
         assert (root / "compare" / name).stat().st_size > 0
     assert "not run" in (root / "compare" / "comparison.md").read_text()
+
+    # Results trained under other params are shown as stale, never as current.
+    changed_run = settings.params.runs["mnist-cnn"].model_copy(update={"epochs": 7})
+    changed = settings.model_copy(
+        update={
+            "params": settings.params.model_copy(
+                update={"runs": {**settings.params.runs, "mnist-cnn": changed_run}}
+            )
+        }
+    )
+    assert gather(changed, runs).set_index("run").loc["mnist-cnn", "status"] == "stale"
 
     client = MlflowClient(settings.env.tracking_uri)
     run = client.get_run(train_summary(runs, "mnist-cnn")["mlflow_run_id"])

@@ -8,6 +8,8 @@ naming the key and the allowed values.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -176,6 +178,15 @@ class Settings(_Strict):
             raise SettingsError(
                 f"datasets: unknown dataset {name!r}; allowed: {sorted(self.params.datasets)}"
             ) from None
+
+    def run_fingerprint(self, key: str) -> str:
+        """A hash of everything that decides run ``key``'s result (its stage's params)."""
+        scope = {
+            "run": self.run(key).model_dump(mode="json"),
+            "profile": self.profile.model_dump(mode="json"),
+            "seed": self.params.seed,
+        }
+        return hashlib.sha256(json.dumps(scope, sort_keys=True).encode()).hexdigest()
 
     def effective_epochs(self, run: KerasRun) -> int:
         cap = self.profile.max_epochs

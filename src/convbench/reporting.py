@@ -44,7 +44,13 @@ def gather(settings: Settings, runs_dir: Path) -> pd.DataFrame:
     for key, run in settings.params.runs.items():
         trained = _read(runs_dir / key / "train" / "metrics.json")
         evaluated = _read(runs_dir / key / "eval" / "metrics.json")
-        status = "ok" if trained and evaluated else "not run"
+        if not (trained and evaluated):
+            status = "not run"
+        elif trained.get("run_fingerprint") != settings.run_fingerprint(key):
+            # Left over from other params (another profile, say): shown, but not as current.
+            status = "stale"
+        else:
+            status = "ok"
         row = {"run": key, "dataset": run.dataset, "variant": run.variant, "status": status}
         row |= {
             k: trained.get(k)

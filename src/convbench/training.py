@@ -246,6 +246,7 @@ def train_run(
             **metrics,
             "effective": effective,
             "profile": settings.params.profile,
+            "run_fingerprint": settings.run_fingerprint(key),
             "train_images": len(data["train"][1]),
             "mlflow_run_id": active.info.run_id,
             "mlflow_experiment_id": active.info.experiment_id,
