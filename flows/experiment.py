@@ -58,6 +58,14 @@ def select_stages(
 ) -> list[str]:
     """The stages a (datasets, variants) selection needs; ``None`` selects everything."""
     params = load_settings(root / "params.yaml").params
+    known_variants = {run.variant for run in params.runs.values()}
+    for kind, given, known in (
+        ("datasets", datasets, set(params.datasets)),
+        ("variants", variants, known_variants),
+    ):
+        unknown = set(given or ()) - known
+        if unknown:
+            raise ValueError(f"{kind}: unknown {sorted(unknown)}; allowed: {sorted(known)}")
     wanted_datasets = set(datasets or params.datasets)
     runs = {
         key

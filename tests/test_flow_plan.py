@@ -1,0 +1,40 @@
+"""The flow's plan: DAG order and selection, on the project's own dvc.yaml."""
+
+import pytest
+
+from flows.experiment import select_stages, stage_order
+
+from .conftest import ROOT
+
+
+def test_stage_order_puts_dependencies_first() -> None:
+    order, graph = stage_order(ROOT)
+    position = {name: i for i, name in enumerate(order)}
+    for stage, dependency in graph.edges:
+        assert position[dependency] < position[stage], (stage, dependency)
+    assert order[:3] == ["download@mnist", "validate@mnist", "prepare@mnist"]
+    assert order[-1] == "compare"
+    # Each run's evaluation follows its training directly.
+    assert position["evaluate@mnist-cnn"] == position["train@mnist-cnn"] + 1
+
+
+def test_selection_by_variant_keeps_the_data_stages_and_compare() -> None:
+    order, _ = stage_order(ROOT)
+    selected = select_stages(ROOT, order, datasets=None, variants=["cnn"])
+    assert selected == [
+        "download@mnist",
+        "validate@mnist",
+        "prepare@mnist",
+        "train@mnist-cnn",
+        "evaluate@mnist-cnn",
+        "compare",
+    ]
+
+
+def test_selection_of_everything_and_of_nothing() -> None:
+    order, _ = stage_order(ROOT)
+    assert select_stages(ROOT, order, None, None) == order
+    with pytest.raises(ValueError, match=r"datasets: unknown \['cifar10'\]; allowed: \['mnist'\]"):
+        select_stages(ROOT, order, datasets=["cifar10"], variants=None)
+    with pytest.raises(ValueError, match=r"variants: unknown \['vgg'\]; allowed: .*'cnn'"):
+        select_stages(ROOT, order, datasets=None, variants=["vgg"])
