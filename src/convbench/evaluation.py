@@ -104,13 +104,11 @@ def evaluate_run(
         },
     )
 
-    info = prepared_info(prepared_dir)
-    tags = tracking.base_tags(settings, f"evaluate@{key}", info["sha256"])
     with tracking.start_run(
         settings,
         tracking.experiment_name(run.dataset),
         key,
-        tags={"dvc_evaluate_stage": tags["dvc_stage"]},
+        tags={"dvc_evaluate_stage": settings.env.dvc_stage or f"evaluate@{key}"},
         run_id=trained["mlflow_run_id"],
     ):
         mlflow.log_metrics(metrics)
