@@ -186,7 +186,7 @@ class Settings(_Strict):
             "profile": self.profile.model_dump(mode="json"),
             "seed": self.params.seed,
         }
-        return hashlib.sha256(json.dumps(scope, sort_keys=True).encode()).hexdigest()
+        return fingerprint(scope)
 
     def effective_epochs(self, run: KerasRun) -> int:
         cap = self.profile.max_epochs
@@ -195,6 +195,11 @@ class Settings(_Strict):
     def effective_estimators(self, run: ForestRun) -> int:
         cap = self.profile.max_estimators
         return min(run.n_estimators, cap) if cap else run.n_estimators
+
+
+def fingerprint(data: Any) -> str:
+    """sha256 of ``data`` as canonical JSON: equal settings, equal hash."""
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def find_project_root(start: Path) -> Path:

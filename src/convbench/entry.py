@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import functools
 import logging
-import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -34,19 +34,15 @@ def expected_errors() -> tuple[type[BaseException], ...]:
 def run_stage(main: Callable[..., Any]) -> None:
     """``typer.run`` for a stage: its expected failures print as an error and exit 1."""
     setup_logging()
-    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-    app.command()(main)
-    try:
-        app(standalone_mode=False)
-    except expected_errors() as error:
-        log.error("%s", error)
-        sys.exit(1)
-    except typer.Exit as done:
-        sys.exit(done.exit_code)
-    except Exception as error:  # click usage errors have their own exit codes
-        import click
 
-        if isinstance(error, click.ClickException):
-            error.show()
-            sys.exit(error.exit_code)
-        raise
+    @functools.wraps(main)  # keeps the signature Typer builds the command line from
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return main(*args, **kwargs)
+        except expected_errors() as error:
+            log.error("%s", error)
+            raise typer.Exit(1) from None
+
+    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    app.command()(guarded)
+    app()  # Typer reports usage errors itself, with their own exit codes

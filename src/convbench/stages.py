@@ -52,10 +52,7 @@ def validate_dataset(
         build_array_manifest(load_raw(settings.dataset(name), raw_dir)), expectations.split_counts
     )
     try:
-        # GX wants an absolute folder for its docs site.
-        summary = validate_manifest(
-            manifest, expectations, name, (report_dir / "data_docs").resolve()
-        )
+        summary = validate_manifest(manifest, expectations, name, report_dir / "data_docs")
     except Exception as error:
         failed = getattr(error, "summary", None)
         if failed is not None:

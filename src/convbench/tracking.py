@@ -8,8 +8,6 @@ the same store; ``MLFLOW_TRACKING_URI`` points it at a server instead.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import logging
 import subprocess
 from collections.abc import Iterator
@@ -20,7 +18,7 @@ import mlflow
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from convbench.config import Environment, Settings
+from convbench.config import Environment, Settings, fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -69,16 +67,12 @@ def git_commit(root: Path) -> str:
         return "unknown"
 
 
-def params_hash(data: Any) -> str:
-    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
-
-
 def base_tags(settings: Settings, stage: str, dataset_sha256: str) -> dict[str, str]:
     env = settings.env
     commit = git_commit(env.project_root)
     tags = {
         "convbench.profile": settings.params.profile,
-        "convbench.params_sha256": params_hash(settings.params.model_dump(mode="json")),
+        "convbench.params_sha256": fingerprint(settings.params.model_dump(mode="json")),
         "dataset_sha256": dataset_sha256,
         "git_commit": commit,
         "mlflow.source.git.commit": commit,

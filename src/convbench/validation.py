@@ -328,7 +328,7 @@ def validate_manifest(
     Raises :class:`DataValidationError` (carrying the same summary) if any expectation
     failed; the Data Docs are written before it is raised.
     """
-    docs_dir = Path(docs_dir)
+    docs_dir = Path(docs_dir).resolve()  # GX wants an absolute folder for its docs site
     gx = _gx()
     frame = _gx_frame(manifest)
     with atomic_dir(docs_dir) as site_dir:
@@ -362,7 +362,7 @@ def validate_manifest(
     )
     if not summary["success"]:
         failures = [_failure(r, manifest) for r in outcome["results"] if not r["success"]]
-        raise DataValidationError(dataset, failures, summary, docs_dir.resolve() / "index.html")
+        raise DataValidationError(dataset, failures, summary, docs_dir / "index.html")
     return summary
 
 
