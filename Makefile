@@ -22,7 +22,7 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 180
 # Stage commands say `python`: the locked environment comes first on PATH.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help env run test lint repro clean-results
+.PHONY: help env run test bench lint repro
 
 help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -39,6 +39,9 @@ run: env ## run the experiments through the Prefect flow (PROFILE=quick|full|ci)
 
 test: env ## run the test suite
 	$(VENV)/bin/python -m pytest
+
+bench: env ## input-pipeline and VGG16 benchmarks → bench/RESULTS.md (needs the mirror)
+	$(VENV)/bin/python -m bench.input_pipeline
 
 lint: env ## ruff
 	$(VENV)/bin/ruff check .

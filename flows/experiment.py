@@ -5,6 +5,11 @@ so a run with nothing changed finishes in seconds. Flow parameters become DVC
 parameter overrides (the ``key=value`` syntax of ``dvc exp run -S``), applied to
 params.yaml exactly as DVC applies them, so ``dvc.lock`` records what ran.
 
+A data set or weights file that cannot be had here (its download stage exits with
+``EX_UNAVAILABLE``) does not fail the flow: every stage that depends on it is skipped,
+and the flow's log and its ``comparison`` artifact say what is missing and how to
+provide it. Any other failure fails the flow.
+
 Runs on Prefect's ephemeral local API with no server started:
     python -m flows.experiment --profile ci
 """
@@ -12,6 +17,7 @@ Runs on Prefect's ephemeral local API with no server started:
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterable
@@ -21,10 +27,19 @@ from typing import Annotated
 import networkx as nx
 import typer
 from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
 
 from convbench.config import PROFILE_NAMES, load_settings
+from convbench.entry import EXIT_UNAVAILABLE
 
 DOWNLOAD_RETRIES = 2
+DOWNLOAD_STAGES = ("download", "download_weights")
+DATA_STAGES = ("download", "validate", "prepare")
+# Runs whatever is missing: it is the report that says what is missing and why.
+REPORT_STAGE = "compare"
+UNAVAILABLE = "unavailable"
+# How `dvc repro` reports a stage command's exit status.
+_EXITED = re.compile(r"exited with (\d+)")
 
 
 @task(name="apply-overrides")
@@ -56,29 +71,37 @@ def stage_order(root: Path) -> tuple[list[str], nx.DiGraph]:
 def select_stages(
     root: Path, order: list[str], datasets: Iterable[str] | None, variants: Iterable[str] | None
 ) -> list[str]:
-    """The stages a (datasets, variants) selection needs; ``None`` selects everything."""
-    params = load_settings(root / "params.yaml").params
-    known_variants = {run.variant for run in params.runs.values()}
+    """The stages a (datasets, variants) selection needs; ``None`` selects everything.
+
+    A transfer entry's stages come as a whole when either of its runs is selected
+    (fine-tuning starts from the head trained on features).
+    """
+    settings = load_settings(root / "params.yaml")
+    params, specs = settings.params, settings.run_specs()
     for kind, given, known in (
         ("datasets", datasets, set(params.datasets)),
-        ("variants", variants, known_variants),
+        ("variants", variants, {spec.variant for spec in specs.values()}),
     ):
         unknown = set(given or ()) - known
         if unknown:
             raise ValueError(f"{kind}: unknown {sorted(unknown)}; allowed: {sorted(known)}")
-    wanted_datasets = set(datasets or params.datasets)
-    runs = {
-        key
-        for key, run in params.runs.items()
-        if run.dataset in wanted_datasets and (variants is None or run.variant in set(variants))
-    }
+    wanted = [
+        spec
+        for spec in specs.values()
+        if (datasets is None or spec.dataset in set(datasets))
+        and (variants is None or spec.variant in set(variants))
+    ]
+    items = {spec.key for spec in wanted} | {spec.transfer for spec in wanted if spec.transfer}
+    needed_data = {spec.dataset for spec in wanted} | set(datasets or ())
+    bases = {params.transfer[spec.transfer].base for spec in wanted if spec.transfer}
     selected = []
     for name in order:
         stage, _, item = name.partition("@")
         if (
             not item
-            or item in runs
-            or (item in wanted_datasets and stage in ("download", "validate", "prepare"))
+            or (stage in DATA_STAGES and item in needed_data)
+            or (stage == "download_weights" and item in bases)
+            or (stage not in (*DATA_STAGES, "download_weights") and item in items)
         ):
             selected.append(name)
     return selected
@@ -87,8 +110,9 @@ def select_stages(
 @task(name="plan")
 def plan(
     root: Path, datasets: list[str] | None, variants: list[str] | None
-) -> tuple[list[str], list[str]]:
-    """(selected stages in order, those that are stale or downstream of a stale one)."""
+) -> tuple[list[str], list[str], dict[str, list[str]]]:
+    """(selected stages in order, those that are stale or downstream of a stale one,
+    and for each download stage the selected stages that depend on it)."""
     from dvc.repo import Repo
 
     order, graph = stage_order(root)
@@ -98,6 +122,11 @@ def plan(
     stale = set(changed)
     for name in changed:
         stale |= nx.ancestors(graph, name)  # every stage that depends on it
+    dependents = {
+        name: [s for s in selected if s in nx.ancestors(graph, name)]
+        for name in selected
+        if name.partition("@")[0] in DOWNLOAD_STAGES
+    }
     logger = get_run_logger()
     logger.info(
         "%d stages selected, %d to check: %s",
@@ -105,12 +134,16 @@ def plan(
         len(stale & set(selected)),
         ", ".join(s for s in selected if s in stale) or "none",
     )
-    return selected, [s for s in selected if s in stale]
+    return selected, [s for s in selected if s in stale], dependents
 
 
 @task(name="stage", task_run_name="{stage}")
 def run_stage(root: Path, stage: str, stale: bool) -> str:
-    """``dvc repro --single-item STAGE``, its output streamed into the task's log."""
+    """``dvc repro --single-item STAGE``, its output streamed into the task's log.
+
+    Returns "ran", "up to date", or "unavailable: <why>" when the stage's input cannot be
+    had here (the stage exited with EX_UNAVAILABLE and said why and how to provide it).
+    """
     logger = get_run_logger()
     if not stale:
         logger.info("%s is up to date", stage)
@@ -135,8 +168,22 @@ def run_stage(root: Path, stage: str, stale: bool) -> str:
             logger.info(line)
             tail = [*tail[-19:], line]
     if process.wait() != 0:
+        exits = _EXITED.findall("\n".join(tail))
+        if exits and int(exits[-1]) == EXIT_UNAVAILABLE:
+            why = _unavailable_message(tail)
+            logger.warning(
+                "%s: input not available here, skipping what depends on it:\n%s", stage, why
+            )
+            return f"{UNAVAILABLE}: {why}"
         raise RuntimeError(f"stage {stage} failed (exit {process.returncode}):\n" + "\n".join(tail))
     return "ran"
+
+
+def _unavailable_message(tail: list[str]) -> str:
+    """The stage's own error message: from its ERROR line to DVC's."""
+    start = max((i for i, line in enumerate(tail) if " ERROR convbench" in line), default=0)
+    lines = [line for line in tail[start:] if not line.startswith("ERROR: failed to reproduce")]
+    return "\n".join(lines).split(" ERROR convbench: ", 1)[-1]
 
 
 @flow(name="convbench-experiment")
@@ -152,19 +199,52 @@ def experiment(
         raise ValueError(f"profile: unknown profile {profile!r}; allowed: {list(PROFILE_NAMES)}")
     root = Path(project_dir).resolve()
     apply_overrides(root, [f"profile={profile}", *(overrides or [])])
-    selected, stale = plan(root, datasets, variants)
-    outcome = {}
+    selected, stale, dependents = plan(root, datasets, variants)
+    logger = get_run_logger()
+    outcome: dict[str, str] = {}
     for stage in selected:
+        blocked_by = [
+            d for d, after in dependents.items() if stage in after and _unavailable(outcome.get(d))
+        ]
+        if blocked_by and stage != REPORT_STAGE:
+            outcome[stage] = f"skipped: {blocked_by[0]} is unavailable"
+            logger.warning("%s skipped: its input %s is not available", stage, blocked_by[0])
+            continue
+        # Transfers that fail are retried; an input that is not here at all returns
+        # "unavailable" instead of failing, so it is not retried in vain.
         task_fn = (
             run_stage.with_options(retries=DOWNLOAD_RETRIES, retry_delay_seconds=5)
-            if stage.startswith("download@")
+            if stage.partition("@")[0] in DOWNLOAD_STAGES
             else run_stage
         )
         outcome[stage] = task_fn(root, stage, stage in stale)
-    report = root / "reports" / "compare" / "comparison.md"
-    if report.exists():
-        get_run_logger().info("comparison:\n%s", report.read_text())
+    _publish(root, outcome)
     return outcome
+
+
+def _unavailable(result: str | None) -> bool:
+    return bool(result) and result.startswith(UNAVAILABLE)
+
+
+def _publish(root: Path, outcome: dict[str, str]) -> None:
+    """The comparison and what could not run, in the log and as a Prefect artifact."""
+    logger = get_run_logger()
+    report = root / "reports" / "compare" / "comparison.md"
+    text = report.read_text() if report.exists() else "No comparison yet."
+    missing = {stage: why for stage, why in outcome.items() if _unavailable(why)}
+    skipped = [stage for stage, why in outcome.items() if why.startswith("skipped")]
+    if missing:
+        lines = ["", "## Not run here", ""]
+        for stage, why in missing.items():
+            body = why.removeprefix(f"{UNAVAILABLE}: ").replace("\n", "\n    ")
+            lines.append(f"- `{stage}`:\n    {body}")
+        lines.append(
+            f"\n{len(skipped)} stages depending on them were skipped: {', '.join(skipped)}."
+        )
+        text += "\n".join(lines) + "\n"
+        logger.warning("not run here:\n%s", "\n".join(lines))
+    logger.info("comparison:\n%s", text)
+    create_markdown_artifact(key="comparison", markdown=text, description="convbench comparison")
 
 
 def main(

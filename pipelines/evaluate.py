@@ -1,4 +1,4 @@
-"""DVC stage `evaluate`: test metrics, confusion matrix and throughput of one run."""
+"""DVC stages `evaluate`, `evaluate_head`, `evaluate_finetune`: one run on the test split."""
 
 from pathlib import Path
 
@@ -9,13 +9,13 @@ from convbench.evaluation import evaluate_run
 
 def main(
     run: str,
-    prepared_dir: Path,
+    inputs_dir: Path,
     model_dir: Path,
     train_dir: Path,
     out_dir: Path,
     params: Path = Path("params.yaml"),
 ) -> None:
-    evaluate_run(load_settings(params), run, prepared_dir, model_dir, train_dir, out_dir)
+    evaluate_run(load_settings(params), run, inputs_dir, model_dir, train_dir, out_dir)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""DVC stage `prepare`: seeded validation split, profile subsets, arrays for fast loading."""
+"""DVC stage `prepare`: train/validation/test roles, profile subsets, arrays or shards."""
 
 from pathlib import Path
 
@@ -10,11 +10,14 @@ from convbench.stages import prepare_dataset
 def main(
     dataset: str,
     raw_dir: Path,
+    validated_dir: Path,
     validation_summary: Path,
     out_dir: Path,
     params: Path = Path("params.yaml"),
 ) -> None:
-    prepare_dataset(load_settings(params), dataset, raw_dir, validation_summary, out_dir)
+    prepare_dataset(
+        load_settings(params), dataset, raw_dir, validated_dir, validation_summary, out_dir
+    )
 
 
 if __name__ == "__main__":

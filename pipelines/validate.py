@@ -1,4 +1,4 @@
-"""DVC stage `validate`: the manifest of every image, checked by a GX suite."""
+"""DVC stage `validate`: the manifest of every image (bad files quarantined), a GX suite."""
 
 from pathlib import Path
 
@@ -10,11 +10,11 @@ from convbench.stages import validate_dataset
 def main(
     dataset: str,
     raw_dir: Path,
-    manifest: Path,
+    out_dir: Path,
     report_dir: Path,
     params: Path = Path("params.yaml"),
 ) -> None:
-    validate_dataset(load_settings(params), dataset, raw_dir, manifest, report_dir)
+    validate_dataset(load_settings(params), dataset, raw_dir, out_dir, report_dir)
 
 
 if __name__ == "__main__":

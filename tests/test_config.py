@@ -49,7 +49,7 @@ def test_unknown_variant_lists_allowed() -> None:
 def test_unknown_dataset_lists_allowed() -> None:
     raw = raw_params()
     raw["runs"]["mnist-cnn"]["dataset"] = "fashion"
-    with pytest.raises(SettingsError, match=r"runs\.mnist-cnn\.dataset.*'fashion'.*\['mnist'\]"):
+    with pytest.raises(SettingsError, match=r"runs\.mnist-cnn\.dataset.*'fashion'.*'mnist'\]"):
         parse_params(raw)
 
 
@@ -63,7 +63,7 @@ def test_unknown_profile_lists_allowed() -> None:
 def test_unknown_source_lists_allowed() -> None:
     raw = raw_params()
     raw["datasets"]["mnist"]["source"] = "emnist"
-    with pytest.raises(SettingsError, match=r"datasets\.mnist.*'emnist'.*\['mnist'\]"):
+    with pytest.raises(SettingsError, match=r"datasets\.mnist.*'emnist'.*'cifar10'.*'mnist'"):
         parse_params(raw)
 
 
@@ -90,3 +90,40 @@ def test_project_root_from_a_dvc_temp_workspace(tmp_path: Path) -> None:
     assert find_project_root(workspace) == tmp_path / "proj"
     (tmp_path / "proj" / "params.yaml").write_text("")
     assert find_project_root(tmp_path / "proj") == tmp_path / "proj"
+
+
+def test_check_command_lists_every_run_with_its_budget(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from convbench.cli import app
+
+    raw = raw_params()
+    raw["profile"] = "ci"
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(raw))
+    result = CliRunner().invoke(app, ["check", "--params", str(params)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    rows = {line.split("│")[1].strip(): line for line in result.output.splitlines() if "│" in line}
+    assert "cats_and_dogs-vgg16_finetune" in rows
+    assert "64x64" in rows["cats_and_dogs-small_cnn"]  # the ci profile's image cap
+    assert "1 epochs" in rows["cats_and_dogs-vgg16_features"]
+    assert "10 trees" in rows["mnist-random_forest"]
+
+
+def test_run_fingerprint_follows_params_not_schema_defaults() -> None:
+    from convbench.config import Environment, Settings
+
+    def fingerprint_of(raw: dict) -> str:
+        env = Environment(project_root=ROOT, tracking_uri="sqlite:///unused.db")
+        settings = Settings(params=parse_params(raw), env=env)
+        return settings.run_fingerprint("cats_and_dogs-small_cnn")
+
+    base = fingerprint_of(raw_params())
+    raw = raw_params()
+    raw["runs"]["cats_and_dogs-small_cnn"]["ema_momentum"] = None  # the default, spelt out
+    assert fingerprint_of(raw) == base
+    raw["runs"]["cats_and_dogs-small_cnn"]["ema_momentum"] = 0.99
+    assert fingerprint_of(raw) != base
+    raw = raw_params()
+    raw["datasets"]["cats_and_dogs"]["image"]["height"] = 128
+    assert fingerprint_of(raw) != base

@@ -274,3 +274,58 @@ def test_fetch_source_names_every_missing_file(tmp_path: Path, mirror: Path) -> 
         (mirror / name).write_bytes(b"other")
     paths = fetch_source(source, dest, mirror=str(mirror), **FAST)
     assert [p.name for p in paths] == [NAME, "a.bin", "b.bin"]
+
+
+def test_md5_pin_is_enforced(tmp_path: Path) -> None:
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / NAME).write_bytes(CONTENT)
+    md5 = hashlib.md5(CONTENT, usedforsecurity=False).hexdigest()
+    good = SourceFile(name=NAME, md5=md5, urls=())
+    assert fetch_file(good, tmp_path / "a", str(mirror)).read_bytes() == CONTENT
+    wrong = SourceFile(name=NAME, md5="0" * 32, urls=())
+    with pytest.raises(ChecksumMismatchError, match=f"has md5 {md5}, but 0{{32}} is pinned"):
+        fetch_file(wrong, tmp_path / "b", str(mirror))
+    assert leftovers(tmp_path / "b") == []
+
+
+def test_archive_pinned_by_content_accepts_a_repack(tmp_path: Path) -> None:
+    import zipfile
+
+    from convbench.archives import content_fingerprint
+
+    members = {"set/a.jpg": b"first", "set/b.jpg": b"second"}
+    official = tmp_path / "official" / "set.zip"
+    official.parent.mkdir()
+    with zipfile.ZipFile(official, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    pin = SourceFile(name="set.zip", content_sha256=content_fingerprint(official), urls=())
+
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    with zipfile.ZipFile(mirror / "set.zip", "w", zipfile.ZIP_STORED) as repack:
+        for name, data in reversed(members.items()):
+            repack.writestr(name, data)
+    assert fetch_file(pin, tmp_path / "ok", str(mirror)).is_file()
+
+    with zipfile.ZipFile(mirror / "set.zip", "w") as altered:
+        altered.writestr("set/a.jpg", b"first")
+        altered.writestr("set/b.jpg", b"tampered")
+    with pytest.raises(ChecksumMismatchError, match=r"has content fingerprint [0-9a-f]{64}, but"):
+        fetch_file(pin, tmp_path / "bad", str(mirror))
+    (mirror / "set.zip").write_text("not an archive")
+    with pytest.raises(ChecksumMismatchError, match="not a readable archive"):
+        fetch_file(pin, tmp_path / "bad", str(mirror))
+    assert leftovers(tmp_path / "bad") == []
+
+
+def test_real_filtered_zip_matches_its_content_pin(tmp_path: Path) -> None:
+    from convbench.sources import CATS_AND_DOGS_FILTERED
+
+    from .conftest import SHARED_DATASETS
+
+    if not (SHARED_DATASETS / "cats_and_dogs_filtered.zip").exists():
+        pytest.skip(f"the dataset mirror {SHARED_DATASETS} is absent")
+    fetched = fetch_source(CATS_AND_DOGS_FILTERED, tmp_path, str(SHARED_DATASETS))
+    assert [p.name for p in fetched] == ["cats_and_dogs_filtered.zip"]

@@ -6,7 +6,7 @@ import pytest
 
 from convbench.config import Profile
 from convbench.idx import IdxFormatError, load_mnist, read_idx
-from convbench.prepare import load_prepared, prepare, prepared_info, save_prepared
+from convbench.prepare import Roles, load_prepared, prepare, prepared_info, save_prepared
 
 from .conftest import SHARED_DATASETS, needs_mirror, tiny_digits
 
@@ -49,15 +49,18 @@ def test_real_mnist_files() -> None:
     assert {k: len(v[1]) for k, v in splits.items()} == {"train": 60_000, "test": 10_000}
 
 
+CARVE = Roles(validation_fraction=0.2)  # validation carved from train, test as published
+
+
 def splits(count: int = 300) -> dict:
     return {"train": tiny_digits(count), "test": tiny_digits(60, seed=1)}
 
 
 def test_validation_split_is_seeded_stratified_and_disjoint() -> None:
     profile = Profile(description="all")
-    first = prepare(splits(), 0.2, seed=7, profile=profile)
-    again = prepare(splits(), 0.2, seed=7, profile=profile)
-    other = prepare(splits(), 0.2, seed=8, profile=profile)
+    first = prepare(splits(), CARVE, seed=7, profile=profile)
+    again = prepare(splits(), CARVE, seed=7, profile=profile)
+    other = prepare(splits(), CARVE, seed=8, profile=profile)
     np.testing.assert_array_equal(first["validation"][0], again["validation"][0])
     assert not np.array_equal(first["validation"][0], other["validation"][0])
     assert len(first["train"][1]) == 240 and len(first["validation"][1]) == 60
@@ -67,7 +70,7 @@ def test_validation_split_is_seeded_stratified_and_disjoint() -> None:
 
 def test_profile_limits_and_round_trip(tmp_path: Path) -> None:
     profile = Profile(description="tiny", train_limit=50, validation_limit=10, test_limit=20)
-    prepared = prepare(splits(), 0.2, seed=0, profile=profile)
+    prepared = prepare(splits(), CARVE, seed=0, profile=profile)
     info = save_prepared(prepared, tmp_path / "prepared", list(range(10)))
     assert {k: v["count"] for k, v in info["splits"].items()} == {
         "train": 50,

@@ -112,3 +112,27 @@ def train_summary(runs: Path, key: str) -> dict:
     import json
 
     return json.loads((runs / key / "train" / "metrics.json").read_text())
+
+
+def test_ema_weights_replace_the_last_ones_when_fit_ends() -> None:
+    import keras
+
+    from convbench.config import Training
+    from convbench.training import ema_momentum_for, make_optimizer
+
+    assert not make_optimizer(Training(epochs=1, batch_size=8)).use_ema
+    configured = Training(epochs=50, batch_size=32, ema_momentum=0.998)
+    assert ema_momentum_for(configured, 50 * 63) == 0.998  # the full run: as configured
+    assert ema_momentum_for(configured, 2 * 63) < 0.97  # 2 capped epochs: a shorter span
+    assert ema_momentum_for(Training(epochs=2, batch_size=32), 126) is None
+    x = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
+    y = (x[:, 0] > 0).astype("float32")
+    weights = {}
+    for ema in (None, 0.9):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, "sigmoid")])
+        training = Training(epochs=1, batch_size=8, optimizer="sgd", ema_momentum=ema)
+        model.compile(make_optimizer(training, ema), "binary_crossentropy")
+        model.fit(x, y, batch_size=8, epochs=3, shuffle=False, verbose=0)
+        weights[ema] = model.get_weights()[0]
+    assert not np.allclose(weights[None], weights[0.9])  # the average, not the last step

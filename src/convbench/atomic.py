@@ -17,6 +17,13 @@ from pathlib import Path
 from typing import Any
 
 
+def _usual_mode(path: Path, mode: int) -> None:
+    """The permissions a plain open/mkdir would give (mkstemp/mkdtemp make them private)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    path.chmod(mode & ~umask)
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path``."""
@@ -26,6 +33,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
     )
     os.close(fd)
     tmp_path = Path(tmp)
+    _usual_mode(tmp_path, 0o666)
     try:
         yield tmp_path
         os.replace(tmp_path, path)
@@ -38,6 +46,7 @@ def atomic_dir(path: Path) -> Iterator[Path]:
     """Yield an empty temporary folder beside ``path``; on success it becomes ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    _usual_mode(tmp, 0o777)
     old = path.with_name(f".{path.name}.old")
     try:
         yield tmp

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from convbench.config import ForestRun, SettingsError, load_settings
+from convbench.config import ForestRun, Settings, SettingsError, load_settings
 from convbench.variants import VARIANTS
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
@@ -27,18 +27,28 @@ def check(params: ParamsOption = Path("params.yaml")) -> None:
         console.print(f"[red]{error}[/red]")
         raise typer.Exit(1) from None
     table = Table(title=f"profile {settings.params.profile}: {settings.profile.description}")
-    for column in ("run", "dataset", "variant", "configured", "runs with"):
+    for column in ("run", "dataset", "variant", "images", "configured", "runs with"):
         table.add_column(column)
-    for key, run in settings.params.runs.items():
-        if isinstance(run, ForestRun):
-            configured = f"{run.n_estimators} trees"
-            effective = f"{settings.effective_estimators(run)} trees"
-        else:
-            configured = f"{run.epochs} epochs, batch {run.batch_size}"
-            effective = f"{settings.effective_epochs(run)} epochs"
-        table.add_row(key, run.dataset, run.variant, configured, effective)
+    for key, spec in settings.run_specs().items():
+        height, width = settings.image_size(spec.dataset)
+        table.add_row(key, spec.dataset, spec.variant, f"{height}x{width}", *_budget(settings, key))
     console.print(table)
     console.print(f"tracking: {settings.env.tracking_uri}; mirror: {settings.env.mirror or '-'}")
+
+
+def _budget(settings: Settings, key: str) -> tuple[str, str]:
+    """(configured, effective) training budget of one run, as the profile caps it."""
+    spec = settings.run_spec(key)
+    if spec.kind == "images":
+        run = settings.params.runs[key]
+        if isinstance(run, ForestRun):
+            trees = settings.effective_estimators(run)
+            return f"{run.n_estimators} trees", f"{trees} trees"
+    else:
+        item = settings.transfer(spec.transfer or "")
+        run = item.head if spec.kind == "features" else item.finetune
+    epochs = settings.effective_epochs(run)
+    return f"{run.epochs} epochs, batch {run.batch_size}", f"{epochs} epochs"
 
 
 @app.command()

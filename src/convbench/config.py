@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -48,6 +49,8 @@ class Profile(_Strict):
     validation_limit: int | None = Field(default=None, ge=1)
     test_limit: int | None = Field(default=None, ge=1)
     max_estimators: int | None = Field(default=None, ge=1)
+    # Longest side of resized colour images (folder datasets); null keeps the dataset's.
+    image_size: int | None = Field(default=None, ge=8)
 
 
 class ImageShape(_Strict):
@@ -56,19 +59,60 @@ class ImageShape(_Strict):
     channels: Literal[1, 3]
 
 
+class Folders(_Strict):
+    """Where a folder dataset's images sit inside its archive."""
+
+    root: str  # the folder holding the split (or class) folders
+    split_folders: bool  # root/<split>/<class>/<file>, or root/<class>/<file> (one split, "all")
+
+
+class FileChecks(_Strict):
+    """What validation accepts of a folder dataset's image files."""
+
+    convert_to_rgb: bool = True  # CMYK, grayscale, palette, alpha: convert, or quarantine
+    max_pixels: int = Field(default=50_000_000, ge=1)  # larger images are refused undecoded
+    min_side: int = Field(default=32, ge=1)
+    max_bad_fraction: float = Field(default=0.02, ge=0, le=1)  # more fails the stage
+    min_class_ratio: float = Field(default=0.8, ge=0, le=1)  # smallest / largest class
+
+
 class Dataset(_Strict):
     source: str
-    format: Literal["idx"]
+    # idx: MNIST's files; cifar10_python: CIFAR-10's pickled batches; image_folders: an
+    # archive of class folders of image files (Cats vs Dogs).
+    format: Literal["idx", "cifar10_python", "image_folders"]
     classes: list[int | str] = Field(min_length=2)
+    # The images as stored (idx, cifar10_python), or the size they are resized to.
     image: ImageShape
-    split_counts: dict[str, int]
-    validation_fraction: float = Field(gt=0, lt=1)
+    split_counts: dict[str, int] | None = None  # what validation expects of the source
+    # Which published split plays each role; a role with no split is carved, seeded and
+    # stratified, out of the training split by its fraction.
+    train_split: str = "train"
+    validation_split: str | None = None
+    validation_fraction: float | None = Field(default=None, gt=0, lt=1)
+    test_split: str | None = "test"
+    test_fraction: float | None = Field(default=None, gt=0, lt=1)
+    folders: Folders | None = None
+    checks: FileChecks | None = None
+    shard_size: int = Field(default=1000, ge=1)  # images per TFRecord shard (folder datasets)
 
     @model_validator(mode="after")
-    def _known_source(self) -> Dataset:
+    def _consistent(self) -> Dataset:
         if self.source not in SOURCES:
             raise ValueError(f"unknown source {self.source!r}; allowed: {sorted(SOURCES)}")
+        for role in ("validation", "test"):
+            split, fraction = getattr(self, f"{role}_split"), getattr(self, f"{role}_fraction")
+            if (split is None) == (fraction is None):
+                raise ValueError(f"give exactly one of {role}_split and {role}_fraction")
+        if (self.format == "image_folders") != (self.folders is not None):
+            raise ValueError("folders: required for format image_folders, and only for it")
+        if self.checks is not None and self.format != "image_folders":
+            raise ValueError("checks: only for format image_folders")
         return self
+
+    @property
+    def file_checks(self) -> FileChecks:
+        return self.checks or FileChecks()
 
 
 class EarlyStopping(_Strict):
@@ -77,17 +121,74 @@ class EarlyStopping(_Strict):
     restore_best_weights: bool = True
 
 
-class KerasRun(_Strict):
-    """A Keras variant trained on one dataset (the decks' settings by default)."""
+class Augmentation(_Strict):
+    """Random transforms of training batches, as ImageDataGenerator's arguments mean them."""
 
-    dataset: str
-    variant: str
+    rotation: float = Field(default=0.0, ge=0, le=180)  # degrees, either way
+    width_shift: float = Field(default=0.0, ge=0, lt=1)  # fraction of the width
+    height_shift: float = Field(default=0.0, ge=0, lt=1)  # fraction of the height
+    shear: float = Field(default=0.0, ge=0, lt=90)  # degrees (ImageDataGenerator's unit)
+    zoom: float = Field(default=0.0, ge=0, lt=1)  # each axis scaled by 1 +- zoom
+    horizontal_flip: bool = False
+    fill_mode: Literal["nearest", "constant", "reflect", "wrap"] = "nearest"
+
+
+class Training(_Strict):
+    """How a Keras model is fitted."""
+
     epochs: int = Field(ge=1)
     batch_size: int = Field(ge=1)
     optimizer: Literal["adam", "sgd", "rmsprop", "adadelta"] = "adam"
     learning_rate: float = Field(default=0.001, gt=0)
-    normalize: bool = True  # pixels /255 or raw 0-255: the decks' on/off experiment
+    momentum: float = Field(default=0.0, ge=0, lt=1)  # sgd and rmsprop only
+    # Evaluate an exponential moving average of the weights (Keras' `use_ema`): smooths
+    # the epoch-to-epoch swings of small, augmented data sets. None: the last weights.
+    ema_momentum: float | None = Field(default=None, gt=0, lt=1)
     early_stopping: EarlyStopping | None = None
+
+
+class KerasRun(Training):
+    """A Keras variant trained on one dataset's images (the decks' settings by default)."""
+
+    dataset: str
+    variant: str
+    normalize: bool = True  # pixels /255 or raw 0-255: the decks' on/off experiment
+    augmentation: Augmentation | None = None  # training batches only
+
+
+class FineTuning(Training):
+    """The second step of transfer learning: the base's last block trained with the head."""
+
+    augmentation: Augmentation | None = None
+    trainable_from: str = "block5_conv1"  # this layer of the base and those after it train
+
+
+class Transfer(_Strict):
+    """Transfer learning on one dataset: features once, a head on them, then fine-tuning.
+
+    Makes two runs: ``<key>_features`` (variant ``<architecture>_features``, the head
+    trained on the stored features) and ``<key>_finetune`` (``<architecture>_finetune``).
+    """
+
+    dataset: str
+    base: str  # a key of `pretrained`
+    feature_batch_size: int = Field(default=20, ge=1)  # the one pass of the frozen base
+    normalize: bool = True
+    head: Training
+    finetune: FineTuning
+
+
+class Pretrained(_Strict):
+    """A pretrained convolutional base and the source of its weights."""
+
+    source: str
+    architecture: Literal["vgg16"]
+
+    @model_validator(mode="after")
+    def _known_source(self) -> Pretrained:
+        if self.source not in SOURCES:
+            raise ValueError(f"unknown source {self.source!r}; allowed: {sorted(SOURCES)}")
+        return self
 
 
 class ForestRun(_Strict):
@@ -121,12 +222,28 @@ class Params(_Strict):
     profiles: dict[Literal["quick", "full", "ci"], Profile]
     datasets: dict[str, Dataset]
     runs: dict[str, Run]
+    pretrained: dict[str, Pretrained] = Field(default_factory=dict)
+    transfer: dict[str, Transfer] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _cross_check(self) -> Params:
         missing = [p for p in PROFILE_NAMES if p not in self.profiles]
         if missing:
             raise ValueError(f"profiles: missing {missing}; every one of {list(PROFILE_NAMES)}")
+        for key, item in self.transfer.items():
+            if item.dataset not in self.datasets:
+                raise ValueError(
+                    f"transfer.{key}.dataset: unknown dataset {item.dataset!r}; "
+                    f"allowed: {sorted(self.datasets)}"
+                )
+            if item.base not in self.pretrained:
+                raise ValueError(
+                    f"transfer.{key}.base: unknown base {item.base!r}; "
+                    f"allowed: {sorted(self.pretrained)}"
+                )
+        clash = set(self.runs) & {key for t in self.transfer for key in transfer_run_keys(t)}
+        if clash:
+            raise ValueError(f"runs: {sorted(clash)} also named by a transfer entry")
         for key, run in self.runs.items():
             if run.dataset not in self.datasets:
                 raise ValueError(
@@ -155,9 +272,65 @@ class Environment(_Strict):
     dvc_exp_name: str | None = None
 
 
+def transfer_run_keys(key: str) -> tuple[str, str]:
+    """The runs a transfer entry makes: the head on features, then fine-tuning."""
+    return f"{key}_features", f"{key}_finetune"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One row of the comparison: a run of ``runs`` or one of a transfer entry's two."""
+
+    key: str
+    dataset: str
+    variant: str
+    kind: Literal["images", "features", "finetune"]
+    transfer: str | None = None  # the transfer entry it belongs to
+
+
 class Settings(_Strict):
     params: Params
     env: Environment
+
+    def run_specs(self) -> dict[str, RunSpec]:
+        """Every run, in params order: ``runs`` first, then each transfer entry's two."""
+        specs = {
+            key: RunSpec(key, run.dataset, run.variant, "images")
+            for key, run in self.params.runs.items()
+        }
+        for key, item in self.params.transfer.items():
+            architecture = self.params.pretrained[item.base].architecture
+            features, finetune = transfer_run_keys(key)
+            specs[features] = RunSpec(
+                features, item.dataset, f"{architecture}_features", "features", key
+            )
+            specs[finetune] = RunSpec(
+                finetune, item.dataset, f"{architecture}_finetune", "finetune", key
+            )
+        return specs
+
+    def run_spec(self, key: str) -> RunSpec:
+        specs = self.run_specs()
+        if key not in specs:
+            raise SettingsError(f"runs: unknown run {key!r}; allowed: {sorted(specs)}")
+        return specs[key]
+
+    def transfer(self, key: str) -> Transfer:
+        try:
+            return self.params.transfer[key]
+        except KeyError:
+            raise SettingsError(
+                f"transfer: unknown entry {key!r}; allowed: {sorted(self.params.transfer)}"
+            ) from None
+
+    def image_size(self, dataset: str) -> tuple[int, int]:
+        """(height, width) the models see: the dataset's, scaled down to the profile's cap."""
+        shape = self.dataset(dataset).image
+        cap = self.profile.image_size
+        if self.dataset(dataset).format != "image_folders" or not cap:
+            return shape.height, shape.width
+        scale = min(1.0, cap / max(shape.height, shape.width))
+        return max(1, round(shape.height * scale)), max(1, round(shape.width * scale))
 
     @property
     def profile(self) -> Profile:
@@ -180,15 +353,20 @@ class Settings(_Strict):
             ) from None
 
     def run_fingerprint(self, key: str) -> str:
-        """A hash of everything that decides run ``key``'s result (its stage's params)."""
+        """A hash of everything that decides run ``key``'s result (its stages' params)."""
+        spec = self.run_spec(key)
+        entry = self.transfer(spec.transfer) if spec.transfer else self.run(key)
+        # Defaults left out, as DVC sees params.yaml: a new optional knob at its default
+        # does not turn every earlier result stale.
         scope = {
-            "run": self.run(key).model_dump(mode="json"),
-            "profile": self.profile.model_dump(mode="json"),
+            "run": entry.model_dump(mode="json", exclude_defaults=True),
+            "image": self.dataset(spec.dataset).image.model_dump(mode="json"),
+            "profile": self.profile.model_dump(mode="json", exclude_defaults=True),
             "seed": self.params.seed,
         }
         return fingerprint(scope)
 
-    def effective_epochs(self, run: KerasRun) -> int:
+    def effective_epochs(self, run: Training) -> int:
         cap = self.profile.max_epochs
         return min(run.epochs, cap) if cap else run.epochs
 

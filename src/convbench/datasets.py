@@ -6,16 +6,20 @@ from pathlib import Path
 
 import numpy as np
 
+from convbench.cifar import load_cifar10
 from convbench.config import Dataset
 from convbench.idx import load_mnist
 
 Splits = dict[str, tuple[np.ndarray, np.ndarray]]
 
-_READERS = {"idx": load_mnist}
+# Array datasets; image_folders datasets are read by convbench.image_archive instead.
+_READERS = {"idx": load_mnist, "cifar10_python": load_cifar10}
 
 
 def load_raw(dataset: Dataset, raw_dir: Path) -> Splits:
     """Images as (N, H, W, C) uint8 and integer labels, per published split."""
+    if dataset.format not in _READERS:
+        raise ValueError(f"format {dataset.format!r} is not an array dataset")
     splits = _READERS[dataset.format](raw_dir)
     return {split: (_with_channels(images), labels) for split, (images, labels) in splits.items()}
 

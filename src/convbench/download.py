@@ -1,8 +1,9 @@
-"""Fetch a source's files from the mirror or the internet, trusting only pinned sha256s.
+"""Fetch a source's files from the mirror or the internet, trusting only pinned checksums.
 
 Every candidate (the mirror first, then each URL of the file) is written to a temporary
-file beside the destination and renamed into place only once its sha256 matches the pin,
-so an interrupted or corrupted transfer never leaves bytes under the file's real name.
+file beside the destination and renamed into place only once it matches every pin of
+the file (sha256, md5, or an archive's content fingerprint), so an interrupted or
+corrupted transfer never leaves bytes under the file's real name.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from urllib.request import url2pathname
 
 import pooch
 import requests
+from urllib3.exceptions import NameResolutionError
 
 from convbench.atomic import atomic_path
 from convbench.sources import Source, SourceFile
@@ -36,15 +38,18 @@ class DownloadError(RuntimeError):
 
 
 class ChecksumMismatchError(DownloadError):
-    """A candidate delivered bytes whose sha256 is not the pinned one."""
+    """A candidate delivered bytes that do not match a pin (``kind``: which checksum)."""
 
-    def __init__(self, file_name: str, expected: str, actual: str, origin: str) -> None:
+    def __init__(
+        self, file_name: str, expected: str, actual: str, origin: str, kind: str = "sha256"
+    ) -> None:
         self.file_name = file_name
         self.expected = expected
         self.actual = actual
         self.origin = origin
+        self.kind = kind
         super().__init__(
-            f"{file_name} from {origin} has sha256 {actual}, but {expected} is pinned; "
+            f"{file_name} from {origin} has {kind} {actual}, but {expected} is pinned; "
             "the bytes were discarded"
         )
 
@@ -75,16 +80,57 @@ class SourceUnavailableError(DownloadError):
         super().__init__("\n".join(lines))
 
 
+class WeightsUnavailableError(DownloadError):
+    """Pretrained weights are not where the download stage puts them, or fail their pin."""
+
+
 class _CandidateFailed(Exception):
     """Internal: this candidate could not deliver; the next one is tried."""
 
 
 def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
+    return _digests(path)["sha256"]
+
+
+def _digests(path: Path) -> dict[str, str]:
+    """sha256 and md5 of a file, in one pass."""
+    sha256, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
     with path.open("rb") as f:
         while chunk := f.read(CHUNK_SIZE):
-            digest.update(chunk)
-    return digest.hexdigest()
+            sha256.update(chunk)
+            md5.update(chunk)
+    return {"sha256": sha256.hexdigest(), "md5": md5.hexdigest()}
+
+
+def _content_fingerprint(path: Path) -> str:
+    from convbench.archives import ArchiveFormatError, UnsafeArchiveError, content_fingerprint
+
+    try:
+        return content_fingerprint(path)
+    except (ArchiveFormatError, UnsafeArchiveError, OSError, EOFError) as error:
+        return f"none (not a readable archive: {error})"
+
+
+def mismatch(file: SourceFile, path: Path, origin: str) -> ChecksumMismatchError | None:
+    """The first pin of ``file`` that ``path`` fails, or None when it matches them all."""
+    digests = _digests(path)
+    for kind in ("sha256", "md5"):
+        expected = getattr(file, kind)
+        if expected and digests[kind] != expected:
+            return ChecksumMismatchError(file.name, expected, digests[kind], origin, kind)
+    if file.content_sha256:
+        actual = _content_fingerprint(path)
+        if actual != file.content_sha256:
+            return ChecksumMismatchError(
+                file.name, file.content_sha256, actual, origin, "content fingerprint"
+            )
+    return None
+
+
+def pins_of(file: SourceFile) -> str:
+    """The pins of a file, as a log line shows them."""
+    pins = {"sha256": file.sha256, "md5": file.md5, "content fingerprint": file.content_sha256}
+    return ", ".join(f"{kind} {value}" for kind, value in pins.items() if value)
 
 
 def _is_http(location: str) -> bool:
@@ -121,11 +167,19 @@ def _copy_local(location: str, tmp: Path) -> None:
         raise _CandidateFailed(f"copy failed: {err}") from err
 
 
+def _unresolvable_host(err: Exception) -> bool:
+    """The host name did not resolve: offline, or no such host. Seconds will not fix it."""
+    reason = getattr(err.args[0], "reason", None) if err.args else None
+    return isinstance(reason, NameResolutionError)
+
+
 def _retryable(err: Exception) -> bool:
     if isinstance(err, requests.HTTPError) and err.response is not None:
         status = err.response.status_code
         return status >= 500 or status in _RETRYABLE_4XX
-    return True  # connection refused/reset, timeouts, transfers cut short
+    # Connection refused/reset, timeouts and transfers cut short may pass; a name lookup
+    # that failed will not within the backoff.
+    return not _unresolvable_host(err)
 
 
 def _download_http(url: str, tmp: Path, retries: int, backoff: float, timeout: float) -> None:
@@ -164,7 +218,7 @@ def fetch_file(
     backoff: float = 1.0,
     timeout: float = DEFAULT_TIMEOUT_S,
 ) -> Path:
-    """Put ``file`` at ``dest_dir/file.name``, verified against its pinned sha256.
+    """Put ``file`` at ``dest_dir/file.name``, verified against its pins.
 
     ``mirror`` is a folder (path or ``file://`` URI) or an http(s) prefix holding the same
     file names; it is tried before ``file.urls``. ``retries`` is how many more times a failed
@@ -172,7 +226,7 @@ def fetch_file(
     """
     target = dest_dir / file.name
     if target.is_file():
-        if sha256_of(target) == file.sha256:
+        if mismatch(file, target, str(target)) is None:
             log.info("%s already present and verified at %s", file.name, target)
             return target
         # Removed now so that, should every candidate fail, no stage can pick up bad bytes.
@@ -191,22 +245,22 @@ def fetch_file(
                     _download_http(location, tmp, retries, backoff, timeout)
                 else:
                     _copy_local(location, tmp)
-                actual = sha256_of(tmp)
-                if actual != file.sha256:
-                    raise ChecksumMismatchError(file.name, file.sha256, actual, origin)
+                failed = mismatch(file, tmp, origin)
+                if failed is not None:
+                    raise failed
         except ChecksumMismatchError as err:
             # A wrong file in the mirror is the operator's to fix; the internet must not hide it.
             if is_mirror:
                 raise
             log.warning("%s", err)
             mismatches.append(err)
-            tried.append(Attempt(origin, f"sha256 mismatch (got {err.actual})"))
+            tried.append(Attempt(origin, f"{err.kind} mismatch (got {err.actual})"))
             continue
         except _CandidateFailed as err:
             log.warning("could not fetch %s from %s: %s", file.name, origin, err)
             tried.append(Attempt(origin, str(err)))
             continue
-        log.info("%s verified (sha256 %s) from %s", file.name, file.sha256, origin)
+        log.info("%s verified (%s) from %s", file.name, pins_of(file), origin)
         return target
 
     if mismatches:

@@ -1,5 +1,10 @@
 """Evaluate a trained run on the test set: accuracy, loss, per-class accuracy,
-confusion matrix, inference throughput; logged into the run's own MLflow run."""
+confusion matrix, inference throughput; logged into the run's own MLflow run.
+
+One implementation for every kind of run: the test split comes from the run's inputs
+folder, prepared images (arrays or shards) or, for a head trained on stored features,
+those features.
+"""
 
 from __future__ import annotations
 
@@ -16,13 +21,13 @@ from sklearn.metrics import confusion_matrix, log_loss
 
 from convbench import tracking
 from convbench.atomic import read_json, write_json, write_text
-from convbench.config import Settings
-from convbench.inputs import make_dataset, scaled
+from convbench.config import RunSpec, Settings
+from convbench.inputs import PipelineOptions, prepared_dataset, scaled
 from convbench.plots import confusion_matrix_png
 from convbench.prepare import load_prepared, prepared_info
 from convbench.training import FOREST_MODEL, FOREST_TRUSTED_TYPES, KERAS_MODEL
 
-THROUGHPUT_BATCH = 256
+BATCH = 256
 
 
 def load_model(model_dir: Path) -> Any:
@@ -33,43 +38,68 @@ def load_model(model_dir: Path) -> Any:
     return skops.io.load(model_dir / FOREST_MODEL, trusted=FOREST_TRUSTED_TYPES)
 
 
-def predict_proba(model: Any, images: np.ndarray, normalize: bool) -> tuple[np.ndarray, float]:
-    """Class probabilities and the inference throughput in images per second."""
-    if isinstance(model, keras.Model):
-        data = make_dataset(
-            images,
-            np.zeros(len(images), np.int64),
-            THROUGHPUT_BATCH,
-            normalize,
-            shuffle=False,
-            seed=0,
-        ).map(lambda x, _: x)
-        model.predict(data.take(1), verbose=0)  # warm-up: tracing is not inference
-        started = time.perf_counter()
-        proba = model.predict(data, verbose=0)
-    else:
+def class_probabilities(output: np.ndarray) -> np.ndarray:
+    """(N, classes) probabilities; a single sigmoid unit is P(class 1)."""
+    output = np.asarray(output, dtype=np.float64)
+    if output.ndim == 2 and output.shape[1] == 1:
+        return np.hstack([1.0 - output, output])
+    # float32 softmax rows sum to 1 only to float32 precision.
+    return output / output.sum(axis=1, keepdims=True)
+
+
+def _normalize(settings: Settings, spec: RunSpec) -> bool:
+    """Whether the run's inputs are scaled by 1/255 (stored features already are)."""
+    if spec.kind == "features":
+        return False
+    if spec.kind == "finetune":
+        assert spec.transfer is not None
+        return settings.transfer(spec.transfer).normalize
+    return settings.run(spec.key).normalize
+
+
+def predict_test(
+    model: Any, inputs_dir: Path, size: tuple[int, int], normalize: bool
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """(class probabilities, true labels, images per second) over the test split."""
+    if not isinstance(model, keras.Model):
+        images, labels = load_prepared(inputs_dir, "test")
         flat = scaled(images, normalize).reshape(len(images), -1)
         started = time.perf_counter()
         proba = model.predict_proba(flat)
+        return proba, labels, len(labels) / (time.perf_counter() - started)
+    dataset, count = prepared_dataset(
+        inputs_dir,
+        "test",
+        size,
+        PipelineOptions(batch_size=BATCH, normalize=normalize, cache=False),
+    )
+    for images, _ in dataset.take(1):
+        model.predict_on_batch(images)  # warm-up: tracing is not inference
+    outputs, labels = [], []
+    started = time.perf_counter()
+    for images, batch_labels in dataset:
+        outputs.append(np.asarray(model.predict_on_batch(images)))
+        labels.append(np.asarray(batch_labels))
     seconds = time.perf_counter() - started
-    return proba, len(images) / seconds
+    return class_probabilities(np.concatenate(outputs)), np.concatenate(labels), count / seconds
 
 
 def evaluate_run(
     settings: Settings,
     key: str,
-    prepared_dir: Path,
+    inputs_dir: Path,
     model_dir: Path,
     train_dir: Path,
     out_dir: Path,
 ) -> dict[str, Any]:
-    run = settings.run(key)
-    classes = prepared_info(prepared_dir)["classes"]
-    images, labels = load_prepared(prepared_dir, "test")
+    """Score run ``key``'s model on the test split of ``inputs_dir``; write and log it."""
+    spec = settings.run_spec(key)
+    classes = prepared_info(inputs_dir)["classes"]
     trained = read_json(train_dir / "metrics.json")
     model = load_model(model_dir)
 
-    proba, throughput = predict_proba(model, images, run.normalize)
+    size = settings.image_size(spec.dataset)
+    proba, labels, throughput = predict_test(model, inputs_dir, size, _normalize(settings, spec))
     predicted = proba.argmax(axis=1)
     matrix = confusion_matrix(labels, predicted, labels=range(len(classes)))
     per_class = matrix.diagonal() / np.maximum(matrix.sum(axis=1), 1)
@@ -106,7 +136,7 @@ def evaluate_run(
 
     with tracking.start_run(
         settings,
-        tracking.experiment_name(run.dataset),
+        tracking.experiment_name(spec.dataset),
         key,
         tags={"dvc_evaluate_stage": settings.env.dvc_stage or f"evaluate@{key}"},
         run_id=trained["mlflow_run_id"],

@@ -119,3 +119,18 @@ def add_derived_columns(
     expected = {str(split): int(count) for split, count in expected_split_counts.items()}
     out["expected_split_rows"] = out["split"].map(expected).fillna(-1).astype(np.int64)
     return out
+
+
+def add_class_ratio(manifest: pd.DataFrame, accepted: pd.Series) -> pd.DataFrame:
+    """A copy of ``manifest`` with ``class_ratio``: how balanced each row's class is.
+
+    The number of accepted images of the row's class in its split, over that of the
+    split's largest class (1.0 for the largest; near 1.0 everywhere when balanced).
+    """
+    out = manifest.copy()
+    counts = out[accepted].groupby(["split", "label"]).size()
+    largest = counts.groupby(level="split").max()
+    keys = pd.MultiIndex.from_frame(out[["split", "label"]])
+    own = counts.reindex(keys).fillna(0).to_numpy()
+    out["class_ratio"] = own / largest.reindex(out["split"]).fillna(1).to_numpy()
+    return out

@@ -68,3 +68,45 @@ def bar_chart_png(
     ax.set(ylabel=ylabel, title=title)
     ax.tick_params(axis="x", rotation=30)
     _save(fig, path)
+
+
+def image_grid_png(rows: list[np.ndarray], row_labels: list[str], title: str, path: Path) -> None:
+    """Rows of images (float in [0, 1] or uint8), each row labelled at its left."""
+    columns = max(len(row) for row in rows)
+    fig, axes = plt.subplots(
+        len(rows), columns, figsize=(1.6 * columns, 1.7 * len(rows)), squeeze=False
+    )
+    for r, (images, label) in enumerate(zip(rows, row_labels, strict=True)):
+        for c in range(columns):
+            ax = axes[r][c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c < len(images):
+                image = np.asarray(images[c])
+                image = image if image.dtype == np.uint8 else np.clip(image, 0, 1)
+                ax.imshow(image.squeeze(), cmap="gray" if image.shape[-1] == 1 else None)
+            else:
+                ax.axis("off")
+        axes[r][0].set_ylabel(label, fontsize=8)
+    fig.suptitle(title)
+    _save(fig, path)
+
+
+def stacked_bar_chart_png(parts: pd.DataFrame, ylabel: str, title: str, path: Path) -> None:
+    """One bar per row of ``parts``, its columns stacked (e.g. training + feature extraction)."""
+    fig, ax = plt.subplots(figsize=(max(5, 0.9 * len(parts) + 2), 4))
+    bottom = np.zeros(len(parts))
+    labels = parts.index.astype(str)
+    for column in parts.columns:
+        values = parts[column].to_numpy(dtype=float)
+        if not values.any():
+            continue
+        ax.bar(labels, values, bottom=bottom, label=column)
+        bottom += values
+    for x, total in enumerate(bottom):
+        ax.annotate(f"{total:.3g}", (x, total), ha="center", va="bottom", fontsize=8)
+    ax.set(ylabel=ylabel, title=title)
+    ax.tick_params(axis="x", rotation=30)
+    if len(ax.containers) > 1:
+        ax.legend(fontsize=8)
+    _save(fig, path)

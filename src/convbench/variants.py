@@ -45,9 +45,65 @@ def build_variant(name: str, input_shape: tuple[int, int, int], num_classes: int
 
 
 def _head(num_classes: int) -> Any:
+    """Softmax over the classes; two classes get the decks' single sigmoid unit."""
     from keras import layers
 
+    if num_classes == 2:
+        return layers.Dense(1, activation="sigmoid", name="predictions")
     return layers.Dense(num_classes, activation="softmax", name="predictions")
+
+
+# Keras' default (0.99) leaves the moving statistics mostly at their initial values after
+# the 150 steps of the decks' Cats vs Dogs budget (15 epochs of 10 batches), so inference
+# sees the wrong normalisation; 0.9 settles within about 20 steps.
+BN_MOMENTUM = 0.9
+
+
+def _conv(filters: int, batch_norm: bool, padding: str = "valid") -> list[Any]:
+    """Conv 3x3 relu; with batch norm, Conv (no bias: BN's shift replaces it) → BN → relu."""
+    from keras import layers
+
+    if not batch_norm:
+        return [layers.Conv2D(filters, 3, padding=padding, activation="relu")]
+    return [
+        layers.Conv2D(filters, 3, padding=padding, use_bias=False),
+        layers.BatchNormalization(momentum=BN_MOMENTUM),
+        layers.Activation("relu"),
+    ]
+
+
+def _dense(units: int, batch_norm: bool) -> list[Any]:
+    from keras import layers
+
+    if not batch_norm:
+        return [layers.Dense(units, activation="relu")]
+    return [
+        layers.Dense(units, use_bias=False),
+        layers.BatchNormalization(momentum=BN_MOMENTUM),
+        layers.Activation("relu"),
+    ]
+
+
+def _sequential(name: str, input_shape: tuple[int, int, int], stack: list[Any]) -> Any:
+    import keras
+
+    return keras.Sequential([keras.Input(shape=input_shape), *stack], name=name)
+
+
+def _register_with_batch_norm(name: str, build: Callable[..., Any]) -> None:
+    """Register ``name`` and ``name_bn``: the same network with batch normalisation (deck 003)."""
+    doc = (build.__doc__ or "").strip()
+
+    def plain(input_shape: tuple[int, int, int], num_classes: int) -> Any:
+        return build(input_shape, num_classes, batch_norm=False)
+
+    def normalised(input_shape: tuple[int, int, int], num_classes: int) -> Any:
+        return build(input_shape, num_classes, batch_norm=True)
+
+    plain.__doc__ = doc
+    normalised.__doc__ = f"{doc} With batch normalisation after each conv and hidden dense."
+    register(name)(plain)
+    register(f"{name}_bn")(normalised)
 
 
 @register("mlp")
@@ -70,26 +126,98 @@ def mlp(input_shape: tuple[int, int, int], num_classes: int) -> Any:
     )
 
 
-@register("cnn")
-def cnn(input_shape: tuple[int, int, int], num_classes: int) -> Any:
+def cnn(input_shape: tuple[int, int, int], num_classes: int, batch_norm: bool) -> Any:
     """Conv 32 → Conv 64 → MaxPool → Dropout .25 → Dense 128 → Dropout .5 → softmax."""
-    import keras
     from keras import layers
 
-    return keras.Sequential(
-        [
-            keras.Input(shape=input_shape),
-            layers.Conv2D(32, 3, activation="relu"),
-            layers.Conv2D(64, 3, activation="relu"),
+    stack = [
+        *_conv(32, batch_norm),
+        *_conv(64, batch_norm),
+        layers.MaxPooling2D(2),
+        layers.Dropout(0.25),
+        layers.Flatten(),
+        *_dense(128, batch_norm),
+        layers.Dropout(0.5),
+        _head(num_classes),
+    ]
+    return _sequential("cnn_bn" if batch_norm else "cnn", input_shape, stack)
+
+
+def small_cnn(input_shape: tuple[int, int, int], num_classes: int, batch_norm: bool) -> Any:
+    """The Keras blog's Cats vs Dogs convnet: 3 x [Conv 32/32/64 → MaxPool] → Dense 64 →
+    Dropout .5 → sigmoid."""
+    from keras import layers
+
+    stack = []
+    for filters in (32, 32, 64):
+        stack += [*_conv(filters, batch_norm), layers.MaxPooling2D(2)]
+    stack += [
+        layers.Flatten(),
+        *_dense(64, batch_norm),
+        layers.Dropout(0.5),
+        _head(num_classes),
+    ]
+    return _sequential("small_cnn_bn" if batch_norm else "small_cnn", input_shape, stack)
+
+
+@register("cifar_cnn")
+def cifar_cnn(input_shape: tuple[int, int, int], num_classes: int) -> Any:
+    """The CIFAR-10 deck's `cnn`: Conv 32 same → MaxPool → Dropout .25 → Dense 512 →
+    Dropout .5 → softmax."""
+    from keras import layers
+
+    stack = [
+        layers.Conv2D(32, 3, padding="same", activation="relu"),
+        layers.MaxPooling2D(2),
+        layers.Dropout(0.25),
+        layers.Flatten(),
+        layers.Dense(512, activation="relu"),
+        layers.Dropout(0.5),
+        _head(num_classes),
+    ]
+    return _sequential("cifar_cnn", input_shape, stack)
+
+
+def deep_cnn(input_shape: tuple[int, int, int], num_classes: int, batch_norm: bool) -> Any:
+    """2 x [Conv same → Conv → MaxPool → Dropout .25] (32, then 64 filters) → Dense 512 →
+    Dropout .5 → softmax."""
+    from keras import layers
+
+    stack = []
+    for filters in (32, 64):
+        stack += [
+            *_conv(filters, batch_norm, padding="same"),
+            *_conv(filters, batch_norm),
             layers.MaxPooling2D(2),
             layers.Dropout(0.25),
-            layers.Flatten(),
-            layers.Dense(128, activation="relu"),
-            layers.Dropout(0.5),
-            _head(num_classes),
-        ],
-        name="cnn",
-    )
+        ]
+    stack += [layers.Flatten(), *_dense(512, batch_norm), layers.Dropout(0.5), _head(num_classes)]
+    return _sequential("deep_cnn_bn" if batch_norm else "deep_cnn", input_shape, stack)
+
+
+for _name, _build in (("cnn", cnn), ("small_cnn", small_cnn), ("deep_cnn", deep_cnn)):
+    _register_with_batch_norm(_name, _build)
+
+
+@register("vgg16_features")
+def vgg16_features(input_shape: tuple[int, int, int], num_classes: int) -> Any:
+    """The classifier on stored VGG16 features (4x4x512 at 150x150): Flatten → Dense 64 →
+    Dropout .5 → sigmoid. The base runs once, in the extract_features stage."""
+    from keras import layers
+
+    stack = [layers.Flatten(), layers.Dense(64, activation="relu"), layers.Dropout(0.5)]
+    return _sequential("vgg16_features", input_shape, [*stack, _head(num_classes)])
+
+
+@register("vgg16_finetune")
+def vgg16_finetune(input_shape: tuple[int, int, int], num_classes: int) -> Any:
+    """The VGG16 base with the vgg16_features head on top; fine-tuning trains its last
+    block and the head (see convbench.transfer). Built here without weights."""
+    from convbench.transfer import attach_head, vgg16_base
+
+    base = vgg16_base(input_shape, weights=None)
+    head = vgg16_features(tuple(base.output.shape[1:]), num_classes)
+    return attach_head(base, head, name="vgg16_finetune")
 
 
 @register("lenet5")

@@ -1,0 +1,1 @@
+"""Benchmarks against plain-Keras baselines (not tests): `make bench`."""
