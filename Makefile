@@ -2,6 +2,14 @@
 # Both first create or refresh .venv from uv.lock with the machine's Python 3.11.
 
 PROFILE ?= quick
+# The local servers of `make ui` (127.0.0.1 only) and the pool a `make worker` joins.
+MLFLOW_PORT ?= 5000
+PREFECT_PORT ?= 4200
+POOL ?= convbench-gpu
+GPU_WORKERS ?= 0
+NAME ?= $(shell hostname)
+SERVICES = $(VENV)/bin/convbench services
+PORTS = --mlflow-port $(MLFLOW_PORT) --prefect-port $(PREFECT_PORT)
 PYTHON ?= python3.11
 UV_VERSION := 0.13.9
 TOOLS := .tools
@@ -22,7 +30,7 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 180
 # Stage commands say `python`: the locked environment comes first on PATH.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help env run test bench lint repro
+.PHONY: help env run test bench lint repro ui ui-stop deploy worker
 
 help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -43,9 +51,24 @@ test: env ## run the test suite
 bench: env ## input-pipeline and VGG16 benchmarks → bench/RESULTS.md (needs the mirror)
 	$(VENV)/bin/python -m bench.input_pipeline
 
-lint: env ## ruff
+lint: env ## ruff, and hadolint on the Dockerfiles
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/hadolint docker/Dockerfile.cpu docker/Dockerfile.gpu docker/Dockerfile.mlflow
+
+ui: env ## start the MLflow server, the Prefect server and a worker (127.0.0.1); print the URLs
+	$(SERVICES) up $(PORTS) --gpu-workers $(GPU_WORKERS)
+
+ui-stop: ## stop what `make ui` started
+	$(SERVICES) down $(PORTS)
+
+deploy: env ## create the work pools and deploy flows/prefect.yaml to the `make ui` server
+	$(SERVICES) deploy $(PORTS)
+
+worker: env ## join a work pool from this machine: make worker POOL=convbench-gpu PREFECT_API_URL=…
+	@test -n "$$PREFECT_API_URL" || { echo "set PREFECT_API_URL (and MLFLOW_TRACKING_URI)"; exit 2; }
+	CONVBENCH_RUNNER=$(NAME) $(VENV)/bin/prefect worker start --pool $(POOL) --type process \
+		--name $(NAME) --limit 1
 
 repro: env ## plain `dvc repro` of whatever params.yaml says, without Prefect
 	$(VENV)/bin/dvc repro

@@ -16,6 +16,7 @@ Runs on Prefect's ephemeral local API with no server started:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
@@ -31,11 +32,15 @@ from prefect.artifacts import create_markdown_artifact
 
 from convbench.config import PROFILE_NAMES, load_settings
 from convbench.entry import EXIT_UNAVAILABLE
+from convbench.workspace import stage_graph
 
 DOWNLOAD_RETRIES = 2
 DOWNLOAD_STAGES = ("download", "download_weights")
 DATA_STAGES = ("download", "validate", "prepare")
-# Runs whatever is missing: it is the report that says what is missing and why.
+# Stages with one item per dataset: selected with the dataset.
+DATASET_STAGES = (*DATA_STAGES, "register")
+# Runs whatever is missing: it is the report that says what is missing and why. What
+# follows it (the registry) is held back only by its own dataset's inputs.
 REPORT_STAGE = "compare"
 UNAVAILABLE = "unavailable"
 # How `dvc repro` reports a stage command's exit status.
@@ -55,11 +60,7 @@ def apply_overrides(root: Path, overrides: list[str]) -> None:
 
 def stage_order(root: Path) -> tuple[list[str], nx.DiGraph]:
     """Stage names, dependencies first, and the DAG (edges point to dependencies)."""
-    from dvc.repo import Repo
-
-    with Repo(str(root)) as repo:
-        graph = repo.index.graph
-        names = nx.relabel_nodes(graph, {stage: stage.addressing for stage in graph.nodes})
+    names = stage_graph(root)
     # Dependencies first; among the ready ones, group by item so each run's train and
     # evaluate tasks sit side by side in the UI.
     order = nx.lexicographical_topological_sort(
@@ -99,9 +100,9 @@ def select_stages(
         stage, _, item = name.partition("@")
         if (
             not item
-            or (stage in DATA_STAGES and item in needed_data)
+            or (stage in DATASET_STAGES and item in needed_data)
             or (stage == "download_weights" and item in bases)
-            or (stage not in (*DATA_STAGES, "download_weights") and item in items)
+            or (stage not in (*DATASET_STAGES, "download_weights") and item in items)
         ):
             selected.append(name)
     return selected
@@ -117,13 +118,16 @@ def plan(
 
     order, graph = stage_order(root)
     selected = select_stages(root, order, datasets, variants)
-    with Repo(str(root)) as repo:
+    # DVC resolves targets, and names what changed, relative to the current folder.
+    with contextlib.chdir(root), Repo(str(root)) as repo:
         changed = set(repo.status(targets=selected))
     stale = set(changed)
     for name in changed:
         stale |= nx.ancestors(graph, name)  # every stage that depends on it
+    # Held back by a missing input: what depends on it other than through the report.
+    beside_report = graph.subgraph(n for n in graph if n != REPORT_STAGE)
     dependents = {
-        name: [s for s in selected if s in nx.ancestors(graph, name)]
+        name: [s for s in selected if s in nx.ancestors(beside_report, name)]
         for name in selected
         if name.partition("@")[0] in DOWNLOAD_STAGES
     }
@@ -137,20 +141,33 @@ def plan(
     return selected, [s for s in selected if s in stale], dependents
 
 
+def stage_environment(root: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment a stage command runs in: this interpreter, the checkout's code."""
+    return {
+        **os.environ,
+        # Stage commands say `python`: make it this environment's interpreter.
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        # The checkout's own library, not the one the environment was installed from: a
+        # runner's checkout may be at another commit than the worker's.
+        "PYTHONPATH": str(root / "src"),
+        **(extra or {}),
+    }
+
+
 @task(name="stage", task_run_name="{stage}")
-def run_stage(root: Path, stage: str, stale: bool) -> str:
+def run_stage(root: Path, stage: str, stale: bool, env: dict[str, str] | None = None) -> str:
     """``dvc repro --single-item STAGE``, its output streamed into the task's log.
 
     Returns "ran", "up to date", or "unavailable: <why>" when the stage's input cannot be
     had here (the stage exited with EX_UNAVAILABLE and said why and how to provide it).
+    ``env`` adds to the stage's environment (e.g. the MLflow server, the experiment name).
     """
     logger = get_run_logger()
     if not stale:
         logger.info("%s is up to date", stage)
         return "up to date"
     command = [sys.executable, "-m", "dvc", "repro", "--single-item", stage]
-    # Stage commands say `python`: make it this environment's interpreter.
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env = stage_environment(root, env)
     process = subprocess.Popen(
         command,
         cwd=root,
@@ -203,12 +220,10 @@ def experiment(
     logger = get_run_logger()
     outcome: dict[str, str] = {}
     for stage in selected:
-        blocked_by = [
-            d for d, after in dependents.items() if stage in after and _unavailable(outcome.get(d))
-        ]
-        if blocked_by and stage != REPORT_STAGE:
-            outcome[stage] = f"skipped: {blocked_by[0]} is unavailable"
-            logger.warning("%s skipped: its input %s is not available", stage, blocked_by[0])
+        missing = blocked_by(stage, dependents, outcome)
+        if missing and stage != REPORT_STAGE:
+            outcome[stage] = f"skipped: {missing} is unavailable"
+            logger.warning("%s skipped: its input %s is not available", stage, missing)
             continue
         # Transfers that fail are retried; an input that is not here at all returns
         # "unavailable" instead of failing, so it is not retried in vain.
@@ -224,6 +239,14 @@ def experiment(
 
 def _unavailable(result: str | None) -> bool:
     return bool(result) and result.startswith(UNAVAILABLE)
+
+
+def blocked_by(stage: str, dependents: dict[str, list[str]], outcome: dict[str, str]) -> str | None:
+    """The download stage whose input is unavailable and that ``stage`` depends on, if any."""
+    return next(
+        (d for d, after in dependents.items() if stage in after and _unavailable(outcome.get(d))),
+        None,
+    )
 
 
 def _publish(root: Path, outcome: dict[str, str]) -> None:

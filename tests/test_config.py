@@ -127,3 +127,24 @@ def test_run_fingerprint_follows_params_not_schema_defaults() -> None:
     raw = raw_params()
     raw["datasets"]["cats_and_dogs"]["image"]["height"] = 128
     assert fingerprint_of(raw) != base
+    # Where it runs does not change a result; the numerics do.
+    raw = raw_params()
+    raw["runtime"] |= {"device": "cpu", "memory_growth": False}
+    assert fingerprint_of(raw) == base
+    raw["runtime"]["mixed_precision"] = "bf16"
+    assert fingerprint_of(raw) != base
+
+
+def test_runtime_and_registry_sections_are_checked() -> None:
+    raw = raw_params()
+    raw["runtime"]["mixed_precision"] = "fp8"
+    with pytest.raises(SettingsError, match=r"runtime.mixed_precision: got 'fp8'"):
+        parse_params(raw)
+    raw = raw_params()
+    raw["registry"]["min_test_accuracy"]["svhn"] = 0.9
+    with pytest.raises(SettingsError, match=r"registry.min_test_accuracy.svhn: unknown dataset"):
+        parse_params(raw)
+    raw = raw_params()
+    raw["registry"]["min_test_accuracy"]["mnist"] = 97
+    with pytest.raises(SettingsError, match=r"mnist: 97.0 not in \[0, 1\]"):
+        parse_params(raw)

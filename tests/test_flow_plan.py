@@ -15,7 +15,8 @@ def test_stage_order_puts_dependencies_first() -> None:
     assert (
         order.index("download@mnist") < order.index("validate@mnist") < order.index("prepare@mnist")
     )
-    assert order[-1] == "compare"
+    # The comparison, then each dataset's registry decision.
+    assert order.index("compare") < min(i for i, n in enumerate(order) if n.startswith("register@"))
     # Each run's evaluation follows its training directly.
     assert position["evaluate@mnist-cnn"] == position["train@mnist-cnn"] + 1
 
@@ -30,6 +31,7 @@ def test_selection_by_variant_keeps_the_data_stages_and_compare() -> None:
         "train@mnist-cnn",
         "evaluate@mnist-cnn",
         "compare",
+        "register@mnist",
     ]
 
 
@@ -57,6 +59,7 @@ def test_selecting_a_transfer_run_brings_its_whole_chain() -> None:
         "finetune@cats_and_dogs-vgg16",
         "evaluate_finetune@cats_and_dogs-vgg16",
         "compare",
+        "register@cats_and_dogs",
     }
     # A dataset's runs only: no other dataset's data, no weights.
     cifar = select_stages(ROOT, order, datasets=["cifar10"], variants=None)

@@ -1,7 +1,8 @@
-"""The `convbench` command: look at the settings and the registered variants."""
+"""The `convbench` command: check the settings, list the variants, classify images."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -10,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from convbench.config import ForestRun, Settings, SettingsError, load_settings
+from convbench.services import Stack
 from convbench.variants import VARIANTS
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
@@ -60,6 +62,149 @@ def variants() -> None:
     for variant in VARIANTS.values():
         table.add_row(variant.name, variant.kind, variant.description)
     console.print(table)
+
+
+@app.command()
+def predict(
+    images: Annotated[list[Path], typer.Argument(help="image files (JPEG, PNG, ...)")],
+    dataset: Annotated[str, typer.Option(help="whose champion classifies them")],
+    params: ParamsOption = Path("params.yaml"),
+) -> None:
+    """Classify images with the dataset's registered champion (MLFLOW_TRACKING_URI)."""
+    # The answer, not TensorFlow's start-up lines or MLflow's download bars.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    from convbench.predict import (
+        NoChampionError,
+        PredictionInputError,
+        load_champion,
+        predict_images,
+    )
+
+    try:
+        settings = load_settings(params)
+        settings.dataset(dataset)
+        champion = load_champion(dataset, settings.env.tracking_uri, settings.params.registry.alias)
+        predictions = predict_images(champion, images)
+    except (SettingsError, NoChampionError, PredictionInputError) as error:
+        console.print(f"[red]{error}[/red]", highlight=False)
+        raise typer.Exit(2) from None
+    console.print(
+        f"{champion.name} v{champion.version} ({champion.run}), "
+        f"alias {settings.params.registry.alias!r}:",
+        highlight=False,
+    )
+    for prediction in predictions:
+        console.print(
+            f"{prediction.path}: {prediction.sentence()}", highlight=False, soft_wrap=True
+        )
+
+
+services_app = typer.Typer(
+    no_args_is_help=True, help="The local MLflow server, Prefect server and workers (make ui)."
+)
+app.add_typer(services_app, name="services")
+
+HostOption = Annotated[
+    str, typer.Option(help="bind address; anything else than 127.0.0.1 exposes them")
+]
+MlflowPort = Annotated[int, typer.Option(help="MLflow server port")]
+PrefectPort = Annotated[int, typer.Option(help="Prefect server port")]
+
+
+def _stack(host: str, mlflow_port: int, prefect_port: int) -> Stack:
+    from convbench.config import find_project_root
+
+    return Stack(find_project_root(Path.cwd()), host, mlflow_port, prefect_port)
+
+
+@services_app.command("up")
+def services_up(
+    host: HostOption = "127.0.0.1",
+    mlflow_port: MlflowPort = 5000,
+    prefect_port: PrefectPort = 4200,
+    workers: Annotated[int, typer.Option(help="workers on the local pool")] = 1,
+    gpu_workers: Annotated[
+        int, typer.Option(help="workers on the GPU pool on this machine (one run at a time each)")
+    ] = 0,
+) -> None:
+    """Start the MLflow server, the Prefect server and workers; print their URLs."""
+    from convbench import services
+
+    stack = _stack(host, mlflow_port, prefect_port)
+    planned = [(f"local-{i}", services.LOCAL_POOL, None) for i in range(1, workers + 1)]
+    planned += [(f"gpu-{i}", services.GPU_POOL, 1) for i in range(1, gpu_workers + 1)]
+    try:
+        started = services.up(stack, planned)
+    except services.ServiceError as error:
+        console.print(f"[red]{error}[/red]", highlight=False)
+        raise typer.Exit(1) from None
+    for running in started:
+        where = running.url or f"pid {running.pid}"
+        typer.echo(f"{running.name:<16} {where:<28} log {running.log}")
+    typer.echo(
+        f"\nMLflow UI   {stack.mlflow_url}\nPrefect UI  {stack.prefect_url}\n\n"
+        'Point a shell at them:  eval "$(.venv/bin/convbench services env)"\n'
+        "Then deploy the flows:  make deploy"
+    )
+
+
+@services_app.command("down")
+def services_down(
+    host: HostOption = "127.0.0.1",
+    mlflow_port: MlflowPort = 5000,
+    prefect_port: PrefectPort = 4200,
+) -> None:
+    """Stop what `services up` started."""
+    from convbench import services
+
+    stopped = services.stop(_stack(host, mlflow_port, prefect_port).state)
+    console.print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
+
+
+@services_app.command("status")
+def services_status(
+    host: HostOption = "127.0.0.1",
+    mlflow_port: MlflowPort = 5000,
+    prefect_port: PrefectPort = 4200,
+) -> None:
+    """What `services up` started, and whether each is still running."""
+    from convbench import services
+
+    state = services.read_state(_stack(host, mlflow_port, prefect_port).state)
+    for running in state:
+        alive = "running" if services.alive(running.pid) else "stopped"
+        typer.echo(f"{running.name:<16} {alive:<8} {running.url or ''}")
+    if not state:
+        console.print("nothing started (make ui)")
+
+
+@services_app.command("env")
+def services_env(
+    host: HostOption = "127.0.0.1",
+    mlflow_port: MlflowPort = 5000,
+    prefect_port: PrefectPort = 4200,
+) -> None:
+    """Shell exports that point the prefect CLI, flows and stages at the servers."""
+    for key, value in _stack(host, mlflow_port, prefect_port).client_env().items():
+        print(f"export {key}={value}")
+
+
+@services_app.command("deploy")
+def services_deploy(
+    host: HostOption = "127.0.0.1",
+    mlflow_port: MlflowPort = 5000,
+    prefect_port: PrefectPort = 4200,
+) -> None:
+    """Create the work pools and deploy flows/prefect.yaml to the Prefect server."""
+    from convbench import services
+
+    try:
+        output = services.deploy(_stack(host, mlflow_port, prefect_port))
+    except services.ServiceError as error:
+        console.print(f"[red]{error}[/red]", highlight=False)
+        raise typer.Exit(1) from None
+    console.print(output, highlight=False)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -214,6 +215,27 @@ Run = Annotated[
 _UNION_TAGS = {"keras", "forest"}
 
 
+class Runtime(_Strict):
+    """How training uses the machine it lands on; the GPU-only knobs are ignored on CPUs.
+
+    One params file serves a mixed fleet: GPU runners apply mixed precision and XLA,
+    CPU runners train in float32 as before.
+    """
+
+    device: Literal["auto", "cpu", "gpu"] = "auto"  # gpu: fail when none is visible
+    memory_growth: bool = True  # take GPU memory as needed, not all of it at start
+    mixed_precision: Literal["none", "bf16", "fp16"] = "none"
+    xla: Literal["auto"] | bool = "auto"  # Keras' jit_compile; auto: XLA on GPUs only
+
+
+class Registry(_Strict):
+    """The MLflow model registry gate: who may hold the alias (``champion``)."""
+
+    alias: str = Field(default="champion", pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")
+    # Per dataset; a best run below its minimum is registered but never promoted.
+    min_test_accuracy: dict[str, float] = Field(default_factory=dict)
+
+
 class Params(_Strict):
     """The whole of params.yaml."""
 
@@ -224,6 +246,8 @@ class Params(_Strict):
     runs: dict[str, Run]
     pretrained: dict[str, Pretrained] = Field(default_factory=dict)
     transfer: dict[str, Transfer] = Field(default_factory=dict)
+    runtime: Runtime = Field(default_factory=Runtime)
+    registry: Registry = Field(default_factory=Registry)
 
     @model_validator(mode="after")
     def _cross_check(self) -> Params:
@@ -241,6 +265,14 @@ class Params(_Strict):
                     f"transfer.{key}.base: unknown base {item.base!r}; "
                     f"allowed: {sorted(self.pretrained)}"
                 )
+        for name, minimum in self.registry.min_test_accuracy.items():
+            if name not in self.datasets:
+                raise ValueError(
+                    f"registry.min_test_accuracy.{name}: unknown dataset; "
+                    f"allowed: {sorted(self.datasets)}"
+                )
+            if not 0 <= minimum <= 1:
+                raise ValueError(f"registry.min_test_accuracy.{name}: {minimum} not in [0, 1]")
         clash = set(self.runs) & {key for t in self.transfer for key in transfer_run_keys(t)}
         if clash:
             raise ValueError(f"runs: {sorted(clash)} also named by a transfer entry")
@@ -270,6 +302,12 @@ class Environment(_Strict):
     tracking_uri: str
     dvc_stage: str | None = None
     dvc_exp_name: str | None = None
+    # Which machine (or worker) ran it, recorded with every run: CONVBENCH_RUNNER or the host.
+    runner: str = Field(default_factory=socket.gethostname)
+    # Fan-out: the DVC remote runners share (else the repository's default remote), and
+    # where flow runs make their own checkouts (else the system's temporary folder).
+    dvc_remote: str | None = None
+    workspaces: Path | None = None
 
 
 def transfer_run_keys(key: str) -> tuple[str, str]:
@@ -364,6 +402,13 @@ class Settings(_Strict):
             "profile": self.profile.model_dump(mode="json", exclude_defaults=True),
             "seed": self.params.seed,
         }
+        # Mixed precision and XLA change the numbers; where it runs and how memory is
+        # taken do not (a GPU runner and a CPU runner make the same run).
+        numerics = self.params.runtime.model_dump(
+            mode="json", include={"mixed_precision", "xla"}, exclude_defaults=True
+        )
+        if numerics:
+            scope["runtime"] = numerics
         return fingerprint(scope)
 
     def effective_epochs(self, run: Training) -> int:
@@ -413,6 +458,11 @@ def read_environment(environ: dict[str, str] | None = None, cwd: Path | None = N
         tracking_uri=environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(root),
         dvc_stage=environ.get("DVC_STAGE") or None,
         dvc_exp_name=environ.get("DVC_EXP_NAME") or None,
+        runner=environ.get("CONVBENCH_RUNNER") or socket.gethostname(),
+        dvc_remote=environ.get("CONVBENCH_DVC_REMOTE") or None,
+        workspaces=Path(environ["CONVBENCH_WORKSPACES"])
+        if environ.get("CONVBENCH_WORKSPACES")
+        else None,
     )
 
 

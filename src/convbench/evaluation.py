@@ -22,6 +22,7 @@ from sklearn.metrics import confusion_matrix, log_loss
 from convbench import tracking
 from convbench.atomic import read_json, write_json, write_text
 from convbench.config import RunSpec, Settings
+from convbench.devices import configure_runtime
 from convbench.inputs import PipelineOptions, prepared_dataset, scaled
 from convbench.plots import confusion_matrix_png
 from convbench.prepare import load_prepared, prepared_info
@@ -96,6 +97,8 @@ def evaluate_run(
     spec = settings.run_spec(key)
     classes = prepared_info(inputs_dir)["classes"]
     trained = read_json(train_dir / "metrics.json")
+    # Where to run and GPU memory growth; a loaded model keeps the dtypes it trained with.
+    configure_runtime(settings.params.runtime)
     model = load_model(model_dir)
 
     size = settings.image_size(spec.dataset)

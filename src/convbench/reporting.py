@@ -59,6 +59,8 @@ _TRAINED = (
     "profile",
 )
 NOT_RUN = "not run"
+# In comparison.csv (for the notes and the registry), not in the Markdown table.
+HIDDEN = ("how_to_provide", "runner", "mlflow_run_id", "mlflow_model_uri")
 
 
 @dataclass(frozen=True)
@@ -134,8 +136,11 @@ def gather(settings: Settings, runs_dir: Path, inputs: InputFolders | None = Non
             for k in ("test_accuracy", "test_error", "inference_images_per_second")
         }
         row["how_to_provide"] = why
+        row["runner"] = trained.get("runner")
+        row["mlflow_run_id"] = trained.get("mlflow_run_id")
+        row["mlflow_model_uri"] = trained.get("mlflow_model_uri")
         rows.append(row)
-    frame = pd.DataFrame(rows, columns=[*COLUMNS, "how_to_provide"])
+    frame = pd.DataFrame(rows, columns=[*COLUMNS, *HIDDEN])
     frame["seconds_per_image"] = frame["seconds_per_image"].astype(float) * 1000
     return frame
 
@@ -156,7 +161,7 @@ FORMATS = {
 
 
 def to_markdown(frame: pd.DataFrame) -> str:
-    shown = frame.drop(columns=["how_to_provide"]).copy()
+    shown = frame.drop(columns=list(HIDDEN)).copy()
     for column, fmt in FORMATS.items():
         shown[column] = [
             "—" if pd.isna(value) else fmt.format(float(value)) for value in shown[column]

@@ -24,12 +24,13 @@ import skops.io
 import tensorflow as tf
 from mlflow.entities import Run
 from mlflow.models import infer_signature
+from mlflow.models.model import ModelInfo
 
 from convbench import tracking
 from convbench.atomic import atomic_dir, write_json, write_text
 from convbench.augment import augment_batch
 from convbench.config import Augmentation, ForestRun, KerasRun, Settings, Training
-from convbench.devices import describe_device
+from convbench.devices import AppliedRuntime, configure_runtime, describe_device
 from convbench.inputs import (
     PipelineOptions,
     first_images,
@@ -115,11 +116,15 @@ def is_binary(model: keras.Model) -> bool:
 
 
 def compile_model(
-    model: keras.Model, training: Training, ema_momentum: float | None = None
+    model: keras.Model,
+    training: Training,
+    ema_momentum: float | None = None,
+    jit_compile: bool | str = "auto",
 ) -> keras.Model:
+    """Compile for training; under mixed_float16 Keras wraps the optimizer in loss scaling."""
     loss = "binary_crossentropy" if is_binary(model) else "sparse_categorical_crossentropy"
     optimizer = make_optimizer(training, ema_momentum)
-    model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
+    model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"], jit_compile=jit_compile)
     return model
 
 
@@ -231,6 +236,7 @@ def tracked_run(settings: Settings, record: RunRecord, params: dict[str, Any]) -
         "convbench.dataset": record.dataset,
         "convbench.variant": record.variant,
         "convbench.run": record.key,
+        "convbench.runner": settings.env.runner,
         **{f"convbench.{k}": v for k, v in device.items()},
     }
     experiment = tracking.experiment_name(record.dataset)
@@ -272,7 +278,7 @@ def finish_run(
     if params is not None:
         mlflow.log_metric("parameters", params)
     save_model(model, model_dir)
-    log_model(model, sample)
+    logged = log_model(model, sample)
     history = history_frame(result)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_text(out_dir / "history.csv", history.to_csv(index=False))
@@ -287,10 +293,12 @@ def finish_run(
         **describe_device(),
         **metrics,
         "profile": settings.params.profile,
+        "runner": settings.env.runner,
         "run_fingerprint": settings.run_fingerprint(record.key),
         "train_images": train_images,
         "mlflow_run_id": active.info.run_id,
         "mlflow_experiment_id": active.info.experiment_id,
+        "mlflow_model_uri": logged.model_uri,  # what the registry registers
         **(details or {}),
     }
     write_json(out_dir / "metrics.json", summary)
@@ -355,6 +363,7 @@ def train_keras_run(
 
     ``build(input_shape, classes)`` makes the model; by default the registered variant.
     """
+    applied = configure_runtime(settings.params.runtime)  # before any model is built
     seed = settings.params.seed
     size = settings.image_size(run.dataset)
     plain = PipelineOptions(batch_size=run.batch_size, normalize=run.normalize, seed=seed)
@@ -388,7 +397,8 @@ def train_keras_run(
                 out_dir / PREVIEW,
                 seed,
             )
-        compile_model(model, run, ema)
+        compile_model(model, run, ema, jit_compile=applied.xla)
+        runtime = _log_runtime(applied, model)
 
         def log_epoch(epoch: int, metrics: dict[str, float]) -> None:
             mlflow.log_metrics(metrics, step=epoch + 1)
@@ -405,9 +415,16 @@ def train_keras_run(
             out_dir,
             first_images(validation, 8),
             extra={"image_height": size[0], "image_width": size[1], **(extra_metrics or {})},
-            details={"effective": {"epochs": epochs, "ema_momentum": ema}},
+            details={"effective": {"epochs": epochs, "ema_momentum": ema}, "runtime": runtime},
         )
     return summary
+
+
+def _log_runtime(applied: AppliedRuntime, model: keras.Model) -> dict[str, Any]:
+    """What the run really used (device, GPU model, dtype policy, XLA), as MLflow params."""
+    runtime = {**applied.as_params(), "runtime.xla": bool(model.jit_compile)}
+    mlflow.log_params(runtime)
+    return {key.removeprefix("runtime."): value for key, value in runtime.items()}
 
 
 def _train_forest(
@@ -460,12 +477,12 @@ def save_model(model: Any, model_dir: Path) -> None:
             skops.io.dump(model, tmp / FOREST_MODEL)
 
 
-def log_model(model: Any, sample: np.ndarray) -> None:
+def log_model(model: Any, sample: np.ndarray) -> ModelInfo:
     """Log the model with a signature inferred from a few real (already scaled) inputs."""
     if isinstance(model, keras.Model):
         signature = infer_signature(sample, model.predict(sample, verbose=0))
         # Explicit requirements: inferring them re-imports the model in a subprocess (slow).
-        mlflow.keras.log_model(
+        return mlflow.keras.log_model(
             model,
             name="model",
             signature=signature,
@@ -475,7 +492,7 @@ def log_model(model: Any, sample: np.ndarray) -> None:
         import sklearn
 
         x = sample.reshape(len(sample), -1)
-        mlflow.sklearn.log_model(
+        return mlflow.sklearn.log_model(
             model,
             name="model",
             signature=infer_signature(x, model.predict(x)),

@@ -27,7 +27,7 @@ import keras
 import numpy as np
 
 from convbench.config import KerasRun, Settings, Training, transfer_run_keys
-from convbench.devices import describe_device
+from convbench.devices import configure_runtime, describe_device
 from convbench.download import WeightsUnavailableError, mismatch
 from convbench.inputs import PipelineOptions, prepared_dataset, prepared_input_shape
 from convbench.prepare import SPLITS, prepared_info, save_prepared
@@ -86,6 +86,8 @@ def extract_features(
 ) -> dict[str, Any]:
     """Run the frozen ``base`` once over every split's un-augmented images; store the result."""
     item = settings.transfer(key)
+    # Stored features stay float32 whatever the training precision: device and memory only.
+    configure_runtime(settings.params.runtime.model_copy(update={"mixed_precision": "none"}))
     size = settings.image_size(item.dataset)
     options = PipelineOptions(batch_size=item.feature_batch_size, normalize=item.normalize)
     base.trainable = False
@@ -233,6 +235,7 @@ def load_base_for(settings: Settings, key: str, weights_dir: Path) -> keras.Mode
     item = settings.transfer(key)
     pretrained = settings.params.pretrained[item.base]
     size = settings.image_size(item.dataset)
+    configure_runtime(settings.params.runtime)  # the base is built under the run's policy
     return pretrained_base(
         SOURCES[pretrained.source], weights_dir, (*size, 3), pretrained.architecture
     )

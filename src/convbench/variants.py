@@ -45,12 +45,16 @@ def build_variant(name: str, input_shape: tuple[int, int, int], num_classes: int
 
 
 def _head(num_classes: int) -> Any:
-    """Softmax over the classes; two classes get the decks' single sigmoid unit."""
+    """Softmax over the classes; two classes get the decks' single sigmoid unit.
+
+    Always float32: under a mixed-precision policy the probabilities and the loss stay
+    numerically stable (Keras' advice); under float32 it changes nothing.
+    """
     from keras import layers
 
     if num_classes == 2:
-        return layers.Dense(1, activation="sigmoid", name="predictions")
-    return layers.Dense(num_classes, activation="softmax", name="predictions")
+        return layers.Dense(1, activation="sigmoid", name="predictions", dtype="float32")
+    return layers.Dense(num_classes, activation="softmax", name="predictions", dtype="float32")
 
 
 # Keras' default (0.99) leaves the moving statistics mostly at their initial values after

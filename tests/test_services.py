@@ -1,0 +1,64 @@
+"""Starting and stopping background services (what `make ui` does), on a tiny HTTP server."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from convbench import services
+
+
+def http_server(port: int) -> services.Service:
+    return services.Service(
+        "web",
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+        url=f"http://127.0.0.1:{port}",
+        health=f"http://127.0.0.1:{port}/",
+    )
+
+
+def test_start_waits_for_health_records_and_stops(tmp_path: Path) -> None:
+    port = services.free_port()
+    running = services.start(http_server(port), tmp_path, timeout=30)
+    assert services.alive(running.pid)
+    assert services._healthy(f"http://127.0.0.1:{port}/")
+    assert [r.name for r in services.read_state(tmp_path)] == ["web"]
+    assert services.stop(tmp_path) == ["web"]
+    assert not services.alive(running.pid)
+    assert services.read_state(tmp_path) == []
+    assert services.stop(tmp_path) == []  # twice is fine
+
+
+def test_a_service_that_dies_at_start_says_why(tmp_path: Path) -> None:
+    broken = services.Service(
+        "broken",
+        [sys.executable, "-c", "import sys; print('port 1 is taken'); sys.exit(3)"],
+        health="http://127.0.0.1:9/",
+    )
+    with pytest.raises(services.ServiceError, match=r"(?s)broken exited with 3.*port 1 is taken"):
+        services.start(broken, tmp_path, timeout=30)
+
+
+def test_up_refuses_to_start_twice(tmp_path: Path) -> None:
+    stack = services.Stack(root=tmp_path, state_dir=tmp_path / "state")
+    running = services.start(http_server(services.free_port()), stack.state, timeout=30)
+    try:
+        with pytest.raises(services.ServiceError, match=r"already running \(web\)"):
+            services.up(stack, workers=[])
+    finally:
+        services.stop(stack.state)
+    assert not services.alive(running.pid)
+
+
+def test_the_stack_binds_to_localhost_and_tells_clients_where_it_is(tmp_path: Path) -> None:
+    stack = services.Stack(root=tmp_path, mlflow_port=5055, prefect_port=4255)
+    mlflow, prefect = services.mlflow_server(stack), services.prefect_server(stack)
+    for service in (mlflow, prefect):
+        assert service.command[service.command.index("--host") + 1] == "127.0.0.1"
+    assert f"sqlite:///{tmp_path}/mlflow.db" in mlflow.command
+    worker = services.worker(stack, "gpu-7", services.GPU_POOL, limit=1)
+    assert worker.env["PREFECT_API_URL"] == "http://127.0.0.1:4255/api"
+    assert worker.env["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:5055"
+    assert worker.env["CONVBENCH_RUNNER"] == "gpu-7"
+    assert worker.env["PREFECT_WORKER_WEBSERVER_HOST"] == "127.0.0.1"
+    assert worker.command[worker.command.index("--pool") + 1] == services.GPU_POOL
