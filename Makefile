@@ -57,13 +57,13 @@ lint: env ## ruff, and hadolint on the Dockerfiles
 	$(VENV)/bin/hadolint docker/Dockerfile.cpu docker/Dockerfile.gpu docker/Dockerfile.mlflow
 
 ui: env ## start the MLflow server, the Prefect server and a worker (127.0.0.1); print the URLs
-	$(SERVICES) up $(PORTS) --gpu-workers $(GPU_WORKERS)
+	$(SERVICES) $(PORTS) up --gpu-workers $(GPU_WORKERS)
 
 ui-stop: ## stop what `make ui` started
-	$(SERVICES) down $(PORTS)
+	$(SERVICES) $(PORTS) down
 
 deploy: env ## create the work pools and deploy flows/prefect.yaml to the `make ui` server
-	$(SERVICES) deploy $(PORTS)
+	$(SERVICES) $(PORTS) deploy
 
 worker: env ## join a work pool from this machine: make worker POOL=convbench-gpu PREFECT_API_URL=…
 	@test -n "$$PREFECT_API_URL" || { echo "set PREFECT_API_URL (and MLFLOW_TRACKING_URI)"; exit 2; }

@@ -270,14 +270,21 @@ def _publish(root: Path, outcome: dict[str, str]) -> None:
     create_markdown_artifact(key="comparison", markdown=text, description="convbench comparison")
 
 
+# The command-line options both flows take (python -m flows.experiment / flows.fanout).
+ProfileOption = Annotated[str, typer.Option(help=f"one of {', '.join(PROFILE_NAMES)}")]
+DatasetOption = Annotated[list[str] | None, typer.Option(help="only these datasets")]
+VariantOption = Annotated[list[str] | None, typer.Option(help="only these variants")]
+SetParamOption = Annotated[
+    list[str] | None,
+    typer.Option("--set-param", "-S", help="params.yaml override key=value (repeatable)"),
+]
+
+
 def main(
-    profile: Annotated[str, typer.Option(help=f"one of {', '.join(PROFILE_NAMES)}")] = "quick",
-    dataset: Annotated[list[str] | None, typer.Option(help="only these datasets")] = None,
-    variant: Annotated[list[str] | None, typer.Option(help="only these variants")] = None,
-    set_param: Annotated[
-        list[str] | None,
-        typer.Option("--set-param", "-S", help="params.yaml override key=value (repeatable)"),
-    ] = None,
+    profile: ProfileOption = "quick",
+    dataset: DatasetOption = None,
+    variant: VariantOption = None,
+    set_param: SetParamOption = None,
     project_dir: Annotated[Path, typer.Option(help="the convbench checkout")] = Path("."),
 ) -> None:
     experiment(

@@ -40,6 +40,10 @@ from flows.experiment import (
     DATA_STAGES,
     DOWNLOAD_STAGES,
     REPORT_STAGE,
+    DatasetOption,
+    ProfileOption,
+    SetParamOption,
+    VariantOption,
     _publish,
     apply_overrides,
     blocked_by,
@@ -272,13 +276,10 @@ def fanout(
 
 
 def main(
-    profile: Annotated[str, typer.Option(help=f"one of {', '.join(PROFILE_NAMES)}")] = "quick",
-    dataset: Annotated[list[str] | None, typer.Option(help="only these datasets")] = None,
-    variant: Annotated[list[str] | None, typer.Option(help="only these variants")] = None,
-    set_param: Annotated[
-        list[str] | None,
-        typer.Option("--set-param", "-S", help="params.yaml override key=value (repeatable)"),
-    ] = None,
+    profile: ProfileOption = "quick",
+    dataset: DatasetOption = None,
+    variant: VariantOption = None,
+    set_param: SetParamOption = None,
     repository: Annotated[str | None, typer.Option(help="git URL runners clone")] = None,
     ref: Annotated[str, typer.Option(help="commit or branch to run")] = "HEAD",
     unit_deployment: Annotated[str, typer.Option(help="deployment of the units")] = UNIT_DEPLOYMENT,

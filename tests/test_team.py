@@ -83,6 +83,12 @@ def prefect(team: Team, *args: str) -> str:
     return run([str(Path(sys.executable).parent / "prefect"), *args], team.workspace, team.env)
 
 
+def run_deployment(team: Team, name: str, **parameters: object) -> str:
+    """`prefect deployment run NAME --param k=v ... --watch`, as a user types it."""
+    args = [arg for k, v in parameters.items() for arg in ("--param", f"{k}={json.dumps(v)}")]
+    return prefect(team, "deployment", "run", name, *args, "--watch", "--watch-interval", "3")
+
+
 def test_servers_deploy_run_watch_compare_predict(team: Team) -> None:
     stack = team.stack
     for url in (stack.mlflow_url, stack.prefect_url):  # the two UIs answer
@@ -100,20 +106,12 @@ def test_servers_deploy_run_watch_compare_predict(team: Team) -> None:
     ]
 
     # 1. The experiment flow as a deployment, on the local worker, in the user's checkout.
-    output = prefect(
+    output = run_deployment(
         team,
-        "deployment",
-        "run",
         "convbench-experiment/ci",
-        "--param",
-        f"project_dir={team.workspace}",
-        "--param",
-        'variants=["random_forest"]',
-        "--param",
-        f'overrides=["{GATE}"]',
-        "--watch",
-        "--watch-interval",
-        "3",
+        project_dir=str(team.workspace),
+        variants=["random_forest"],
+        overrides=[GATE],
     )
     assert "Completed" in output, output[-3000:]
     states = task_states(team.env)
@@ -129,35 +127,19 @@ def test_servers_deploy_run_watch_compare_predict(team: Team) -> None:
     assert champion.tags["convbench.run"] == "mnist-random_forest"
 
     # 2. The fan-out: one flow run per (dataset, variant) on the GPU pool's two workers.
-    output = prefect(
+    output = run_deployment(
         team,
-        "deployment",
-        "run",
         "convbench-fanout/gpu",
-        "--param",
-        "profile=ci",
-        "--param",
-        'datasets=["mnist"]',
-        "--param",
-        'variants=["mlp", "lenet5", "random_forest"]',
-        "--param",
-        f'overrides=["{GATE}"]',
-        "--param",
-        f"repository={team.origin}",
-        "--param",
-        f"dvc_remote={team.remote}",
-        "--watch",
-        "--watch-interval",
-        "3",
+        profile="ci",
+        datasets=["mnist"],
+        variants=["mlp", "lenet5", "random_forest"],
+        overrides=[GATE],
+        repository=str(team.origin),
+        dvc_remote=str(team.remote),
     )
     assert "Completed" in output, output[-3000:]
-    branch = subprocess.run(
-        ["git", "for-each-ref", "--format=%(refname:short)", "refs/heads/convbench/"],
-        cwd=team.origin,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
+    branch = _git(team.origin, "for-each-ref", "--format=%(refname:short)", "refs/heads/convbench/")
+    branch = branch.split()
     assert len(branch) == 1, branch
     csv = _git_file_text(team.origin, branch[0], "reports/compare/comparison.csv")
     table = pd.read_csv(io.StringIO(csv)).set_index("run")
@@ -172,13 +154,7 @@ def test_servers_deploy_run_watch_compare_predict(team: Team) -> None:
     for tracked in fanned:  # each MLflow run names its DVC experiment and commit
         assert tracked.data.tags["dvc_exp_name"].endswith(tracked.data.tags["convbench.run"])
         assert tracked.data.tags["git_commit"] != "unknown"
-    exps = subprocess.run(
-        ["git", "for-each-ref", "--format=%(refname)", "refs/exps/"],
-        cwd=team.origin,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
+    exps = _git(team.origin, "for-each-ref", "--format=%(refname)", "refs/exps/").split()
     assert len(exps) == len(units)
     assert any((team.remote / "files").rglob("*")), "nothing pushed to the DVC remote"
 
@@ -202,10 +178,14 @@ def test_servers_deploy_run_watch_compare_predict(team: Team) -> None:
     assert right >= 3, output  # the ci profile's champion: 1,000 images, one epoch or 10 trees
 
 
-def _git_file_text(repo: Path, rev: str, path: str) -> str:
+def _git(repo: Path, *args: str) -> str:
     return subprocess.run(
-        ["git", "show", f"{rev}:{path}"], cwd=repo, capture_output=True, text=True, check=True
+        ["git", *args], cwd=repo, capture_output=True, text=True, check=True
     ).stdout
+
+
+def _git_file_text(repo: Path, rev: str, path: str) -> str:
+    return _git(repo, "show", f"{rev}:{path}")
 
 
 def _configured_runs(workspace: Path) -> list[str]:

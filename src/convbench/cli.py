@@ -105,24 +105,25 @@ services_app = typer.Typer(
 )
 app.add_typer(services_app, name="services")
 
-HostOption = Annotated[
-    str, typer.Option(help="bind address; anything else than 127.0.0.1 exposes them")
-]
-MlflowPort = Annotated[int, typer.Option(help="MLflow server port")]
-PrefectPort = Annotated[int, typer.Option(help="Prefect server port")]
 
-
-def _stack(host: str, mlflow_port: int, prefect_port: int) -> Stack:
+@services_app.callback()
+def services_stack(
+    ctx: typer.Context,
+    host: Annotated[
+        str, typer.Option(help="bind address; anything but 127.0.0.1 exposes the servers")
+    ] = "127.0.0.1",
+    mlflow_port: Annotated[int, typer.Option(help="MLflow server port")] = 5000,
+    prefect_port: Annotated[int, typer.Option(help="Prefect server port")] = 4200,
+) -> None:
+    """Where the servers listen, for every `services` command."""
     from convbench.config import find_project_root
 
-    return Stack(find_project_root(Path.cwd()), host, mlflow_port, prefect_port)
+    ctx.obj = Stack(find_project_root(Path.cwd()), host, mlflow_port, prefect_port)
 
 
 @services_app.command("up")
 def services_up(
-    host: HostOption = "127.0.0.1",
-    mlflow_port: MlflowPort = 5000,
-    prefect_port: PrefectPort = 4200,
+    ctx: typer.Context,
     workers: Annotated[int, typer.Option(help="workers on the local pool")] = 1,
     gpu_workers: Annotated[
         int, typer.Option(help="workers on the GPU pool on this machine (one run at a time each)")
@@ -131,7 +132,7 @@ def services_up(
     """Start the MLflow server, the Prefect server and workers; print their URLs."""
     from convbench import services
 
-    stack = _stack(host, mlflow_port, prefect_port)
+    stack: Stack = ctx.obj
     planned = [(f"local-{i}", services.LOCAL_POOL, None) for i in range(1, workers + 1)]
     planned += [(f"gpu-{i}", services.GPU_POOL, 1) for i in range(1, gpu_workers + 1)]
     try:
@@ -150,61 +151,45 @@ def services_up(
 
 
 @services_app.command("down")
-def services_down(
-    host: HostOption = "127.0.0.1",
-    mlflow_port: MlflowPort = 5000,
-    prefect_port: PrefectPort = 4200,
-) -> None:
+def services_down(ctx: typer.Context) -> None:
     """Stop what `services up` started."""
     from convbench import services
 
-    stopped = services.stop(_stack(host, mlflow_port, prefect_port).state)
-    console.print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
+    stopped = services.stop(ctx.obj.state)
+    typer.echo(f"stopped: {', '.join(stopped) or 'nothing was running'}")
 
 
 @services_app.command("status")
-def services_status(
-    host: HostOption = "127.0.0.1",
-    mlflow_port: MlflowPort = 5000,
-    prefect_port: PrefectPort = 4200,
-) -> None:
+def services_status(ctx: typer.Context) -> None:
     """What `services up` started, and whether each is still running."""
     from convbench import services
 
-    state = services.read_state(_stack(host, mlflow_port, prefect_port).state)
+    state = services.read_state(ctx.obj.state)
     for running in state:
         alive = "running" if services.alive(running.pid) else "stopped"
         typer.echo(f"{running.name:<16} {alive:<8} {running.url or ''}")
     if not state:
-        console.print("nothing started (make ui)")
+        typer.echo("nothing started (make ui)")
 
 
 @services_app.command("env")
-def services_env(
-    host: HostOption = "127.0.0.1",
-    mlflow_port: MlflowPort = 5000,
-    prefect_port: PrefectPort = 4200,
-) -> None:
+def services_env(ctx: typer.Context) -> None:
     """Shell exports that point the prefect CLI, flows and stages at the servers."""
-    for key, value in _stack(host, mlflow_port, prefect_port).client_env().items():
-        print(f"export {key}={value}")
+    for key, value in ctx.obj.client_env().items():
+        typer.echo(f"export {key}={value}")
 
 
 @services_app.command("deploy")
-def services_deploy(
-    host: HostOption = "127.0.0.1",
-    mlflow_port: MlflowPort = 5000,
-    prefect_port: PrefectPort = 4200,
-) -> None:
+def services_deploy(ctx: typer.Context) -> None:
     """Create the work pools and deploy flows/prefect.yaml to the Prefect server."""
     from convbench import services
 
     try:
-        output = services.deploy(_stack(host, mlflow_port, prefect_port))
+        output = services.deploy(ctx.obj)
     except services.ServiceError as error:
         console.print(f"[red]{error}[/red]", highlight=False)
         raise typer.Exit(1) from None
-    console.print(output, highlight=False)
+    typer.echo(output)
 
 
 if __name__ == "__main__":
