@@ -56,6 +56,9 @@ def test_the_stack_binds_to_localhost_and_tells_clients_where_it_is(tmp_path: Pa
     for service in (mlflow, prefect):
         assert service.command[service.command.index("--host") + 1] == "127.0.0.1"
     assert f"sqlite:///{tmp_path}/mlflow.db" in mlflow.command
+    # Artifacts as files in the project, readable without the server too.
+    assert (tmp_path / "mlartifacts").as_uri() in mlflow.command
+    assert "--no-serve-artifacts" in mlflow.command
     worker = services.worker(stack, "gpu-7", services.GPU_POOL, limit=1)
     assert worker.env["PREFECT_API_URL"] == "http://127.0.0.1:4255/api"
     assert worker.env["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:5055"

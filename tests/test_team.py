@@ -86,9 +86,11 @@ def prefect(team: Team, *args: str) -> str:
 def run_deployment(team: Team, name: str, **parameters: object) -> str:
     """`prefect deployment run NAME --param k=v ... --watch`, as a user types it."""
     args = [arg for k, v in parameters.items() for arg in ("--param", f"{k}={json.dumps(v)}")]
-    return prefect(team, "deployment", "run", name, *args, "--watch", "--watch-interval", "3")
+    watch = ["--watch", "--watch-interval", "3", "--watch-timeout", "900"]
+    return prefect(team, "deployment", "run", name, *args, *watch)
 
 
+@pytest.mark.timeout(1800)  # a worker that dies must not hang the suite
 def test_servers_deploy_run_watch_compare_predict(team: Team) -> None:
     stack = team.stack
     for url in (stack.mlflow_url, stack.prefect_url):  # the two UIs answer

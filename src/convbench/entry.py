@@ -31,9 +31,11 @@ def expected_errors() -> tuple[type[BaseException], ...]:
     from convbench.archives import ArchiveFormatError, UnsafeArchiveError
     from convbench.cifar import CifarFormatError
     from convbench.config import SettingsError
+    from convbench.devices import RuntimeConfigError
     from convbench.download import DownloadError
     from convbench.idx import IdxFormatError
     from convbench.stages import ValidationNotPassedError
+    from convbench.tracking import TrackingStoreError
     from convbench.validation import DataValidationError
 
     return (
@@ -45,6 +47,8 @@ def expected_errors() -> tuple[type[BaseException], ...]:
         UnsafeArchiveError,
         DataValidationError,
         ValidationNotPassedError,
+        RuntimeConfigError,
+        TrackingStoreError,
     )
 
 

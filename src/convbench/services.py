@@ -106,7 +106,13 @@ def _tool(name: str) -> str:
 
 
 def mlflow_server(stack: Stack) -> Service:
-    """MLflow's tracking server over the project's own store (mlflow.db, mlartifacts/)."""
+    """MLflow's tracking server over the project's own store (mlflow.db, mlartifacts/).
+
+    Artifacts stay plain files in mlartifacts/ (file:// locations, not proxied
+    mlflow-artifacts:/ ones), so `make run` without the server still logs to and reads
+    every experiment the server created. The compose stack, for several machines, serves
+    artifacts over HTTP instead.
+    """
     return Service(
         "mlflow",
         [
@@ -114,8 +120,9 @@ def mlflow_server(stack: Stack) -> Service:
             "server",
             "--backend-store-uri",
             f"sqlite:///{(stack.root / 'mlflow.db').as_posix()}",
-            "--artifacts-destination",
-            str(stack.root / "mlartifacts"),
+            "--default-artifact-root",
+            (stack.root / "mlartifacts").as_uri(),
+            "--no-serve-artifacts",
             "--host",
             stack.host,
             "--port",

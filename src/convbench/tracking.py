@@ -25,6 +25,10 @@ log = logging.getLogger(__name__)
 COMPARISON_EXPERIMENT = "convbench/comparison"
 
 
+class TrackingStoreError(RuntimeError):
+    """The tracking store cannot hold this run as configured; the message says what to do."""
+
+
 def experiment_name(dataset: str) -> str:
     return f"convbench/{dataset}"
 
@@ -42,6 +46,14 @@ def ensure_experiment(name: str, env: Environment) -> str:
     client = MlflowClient(tracking_uri=env.tracking_uri)
     existing = client.get_experiment_by_name(name)
     if existing is not None:
+        if is_local_store(env.tracking_uri) and existing.artifact_location.startswith(
+            "mlflow-artifacts:"
+        ):
+            raise TrackingStoreError(
+                f"MLflow experiment {name!r} in {env.tracking_uri} keeps its artifacts "
+                f"behind a server ({existing.artifact_location}): set MLFLOW_TRACKING_URI "
+                "to that server, or use another store"
+            )
         return existing.experiment_id
     location = None
     if is_local_store(env.tracking_uri):
