@@ -108,37 +108,46 @@ def select_stages(
     return selected
 
 
-@task(name="plan")
-def plan(
-    root: Path, datasets: list[str] | None, variants: list[str] | None
-) -> tuple[list[str], list[str], dict[str, list[str]]]:
-    """(selected stages in order, those that are stale or downstream of a stale one,
-    and for each download stage the selected stages that depend on it)."""
+def stale_stages(root: Path, selected: list[str], graph: nx.DiGraph) -> list[str]:
+    """The selected stages DVC finds changed, and those downstream of one, in order."""
     from dvc.repo import Repo
 
-    order, graph = stage_order(root)
-    selected = select_stages(root, order, datasets, variants)
     # DVC resolves targets, and names what changed, relative to the current folder.
     with contextlib.chdir(root), Repo(str(root)) as repo:
         changed = set(repo.status(targets=selected))
     stale = set(changed)
     for name in changed:
         stale |= nx.ancestors(graph, name)  # every stage that depends on it
-    # Held back by a missing input: what depends on it other than through the report.
+    return [s for s in selected if s in stale]
+
+
+def download_dependents(selected: list[str], graph: nx.DiGraph) -> dict[str, list[str]]:
+    """For each selected download stage, the selected stages its input holds back: all
+    that depend on it other than through the report (which says what is missing)."""
     beside_report = graph.subgraph(n for n in graph if n != REPORT_STAGE)
-    dependents = {
+    return {
         name: [s for s in selected if s in nx.ancestors(beside_report, name)]
         for name in selected
         if name.partition("@")[0] in DOWNLOAD_STAGES
     }
-    logger = get_run_logger()
-    logger.info(
+
+
+@task(name="plan")
+def plan(
+    root: Path, datasets: list[str] | None, variants: list[str] | None
+) -> tuple[list[str], list[str], dict[str, list[str]]]:
+    """(selected stages in order, those that are stale or downstream of a stale one,
+    and for each download stage the selected stages that depend on it)."""
+    order, graph = stage_order(root)
+    selected = select_stages(root, order, datasets, variants)
+    stale = stale_stages(root, selected, graph)
+    get_run_logger().info(
         "%d stages selected, %d to check: %s",
         len(selected),
-        len(stale & set(selected)),
-        ", ".join(s for s in selected if s in stale) or "none",
+        len(stale),
+        ", ".join(stale) or "none",
     )
-    return selected, [s for s in selected if s in stale], dependents
+    return selected, stale, download_dependents(selected, graph)
 
 
 def stage_environment(root: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -233,7 +242,7 @@ def experiment(
             else run_stage
         )
         outcome[stage] = task_fn(root, stage, stage in stale)
-    _publish(root, outcome)
+    publish_comparison(root, outcome)
     return outcome
 
 
@@ -249,7 +258,7 @@ def blocked_by(stage: str, dependents: dict[str, list[str]], outcome: dict[str, 
     )
 
 
-def _publish(root: Path, outcome: dict[str, str]) -> None:
+def publish_comparison(root: Path, outcome: dict[str, str]) -> None:
     """The comparison and what could not run, in the log and as a Prefect artifact."""
     logger = get_run_logger()
     report = root / "reports" / "compare" / "comparison.md"

@@ -44,13 +44,14 @@ from flows.experiment import (
     ProfileOption,
     SetParamOption,
     VariantOption,
-    _publish,
     apply_overrides,
     blocked_by,
-    plan,
+    download_dependents,
+    publish_comparison,
     run_stage,
     select_stages,
     stage_order,
+    stale_stages,
 )
 
 UNIT_DEPLOYMENT = "convbench-unit/gpu"
@@ -211,11 +212,12 @@ def fanout(
     stage_env = {"MLFLOW_TRACKING_URI": tracking_uri}
 
     # 1. The data, once: pulled where the remote has it, made where it does not.
-    order, _ = stage_order(root)
+    order, graph = stage_order(root)
     selected = select_stages(root, order, datasets, variants)
     inputs = [s for s in selected if s.partition("@")[0] in INPUT_STAGES]
     pull_outputs(root, inputs, dvc_remote)
-    _, stale, dependents = plan(root, datasets, variants)
+    stale = stale_stages(root, inputs, graph)  # after the pull: what the remote lacked
+    dependents = download_dependents(selected, graph)
     outcome: dict[str, str] = {}
     for stage in inputs:
         missing = blocked_by(stage, dependents, outcome)
@@ -265,7 +267,7 @@ def fanout(
         outcome[stage] = run_stage(root, stage, True, stage_env)
         gathered.append(stage)
     publish_branch(root, f"{branch}: {len(done)} of {len(units)} runs gathered", gathered)
-    _publish(root, outcome)
+    publish_comparison(root, outcome)
     if not keep_workspaces:
         shutil.rmtree(root, ignore_errors=True)
     failed = {unit: state for unit, state in outcome.items() if state.startswith("failed")}

@@ -308,7 +308,10 @@ def prefect_cli(stack: Stack, *args: str, cwd: Path | None = None) -> str:
 
 
 def deploy(stack: Stack) -> str:
-    """Create the work pools (process type) and deploy every flow of flows/prefect.yaml."""
+    """Create the work pools (process type) where missing; deploy flows/prefect.yaml."""
     for pool in POOLS:
-        prefect_cli(stack, "work-pool", "create", pool, "--type", "process", "--overwrite")
+        try:
+            prefect_cli(stack, "work-pool", "inspect", pool)
+        except ServiceError:  # not there yet; one that is keeps what was set on it
+            prefect_cli(stack, "work-pool", "create", pool, "--type", "process")
     return prefect_cli(stack, "deploy", "--all", "--prefect-file", str(DEPLOYMENTS_FILE))

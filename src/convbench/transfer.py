@@ -86,8 +86,6 @@ def extract_features(
 ) -> dict[str, Any]:
     """Run the frozen ``base`` once over every split's un-augmented images; store the result."""
     item = settings.transfer(key)
-    # Stored features stay float32 whatever the training precision: device and memory only.
-    configure_runtime(settings.params.runtime.model_copy(update={"mixed_precision": "none"}))
     size = settings.image_size(item.dataset)
     options = PipelineOptions(batch_size=item.feature_batch_size, normalize=item.normalize)
     base.trainable = False
@@ -98,7 +96,8 @@ def extract_features(
         features, labels = [], []
         started = time.perf_counter()
         for images, batch_labels in dataset:
-            features.append(np.asarray(base.predict_on_batch(images)))
+            # float32 on disk whatever precision the base ran in (load_base_for's runtime).
+            features.append(np.asarray(base.predict_on_batch(images), dtype=np.float32))
             labels.append(np.asarray(batch_labels))
         seconds[split] = time.perf_counter() - started
         splits[split] = (np.concatenate(features), np.concatenate(labels))
@@ -235,7 +234,8 @@ def load_base_for(settings: Settings, key: str, weights_dir: Path) -> keras.Mode
     item = settings.transfer(key)
     pretrained = settings.params.pretrained[item.base]
     size = settings.image_size(item.dataset)
-    configure_runtime(settings.params.runtime)  # the base is built under the run's policy
+    # Device, memory and precision set before the base is built: they decide its layers.
+    configure_runtime(settings.params.runtime)
     return pretrained_base(
         SOURCES[pretrained.source], weights_dir, (*size, 3), pretrained.architecture
     )
