@@ -43,6 +43,19 @@ def tiny_digits(count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return images, labels.astype(np.int64)
 
 
+def prepared_tiny_digits(out_dir: Path, train: int, validation: int, test: int) -> Path:
+    """Tiny digits saved as a prepared MNIST-like dataset (28x28x1 uint8, 10 classes)."""
+    from convbench.prepare import save_prepared
+
+    counts = {"train": (train, 0), "validation": (validation, 1), "test": (test, 2)}
+    splits = {}
+    for split, (count, seed) in counts.items():
+        images, labels = tiny_digits(count, seed=seed)
+        splits[split] = (images[..., np.newaxis], labels)
+    save_prepared(splits, out_dir, list(range(10)))
+    return out_dir
+
+
 def drawn_image(label: int, index: int, size: tuple[int, int] = (48, 40)) -> Image.Image:
     """A Pillow-drawn picture: class 0 a bright ellipse, class 1 a dark square, on noise."""
     rng = np.random.default_rng(index * 7 + label)

@@ -3,7 +3,6 @@
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 from PIL import Image
@@ -12,25 +11,18 @@ from typer.testing import CliRunner
 from convbench.atomic import write_json
 from convbench.config import Settings
 from convbench.evaluation import evaluate_run
-from convbench.prepare import save_prepared
 from convbench.registry import decide, model_name
 from convbench.reporting import gather
 from convbench.training import train_run
 
-from .conftest import tiny_digits
+from .conftest import prepared_tiny_digits, tiny_digits
 
 FOREST, LENET = "mnist-random_forest", "mnist-lenet5"
 
 
 @pytest.fixture
 def trained(ci_settings: Settings, tmp_path: Path) -> tuple[Settings, Path]:
-    splits = {
-        "train": tiny_digits(200),
-        "validation": tiny_digits(40, seed=1),
-        "test": tiny_digits(60, seed=2),
-    }
-    splits = {k: (x[..., np.newaxis], y) for k, (x, y) in splits.items()}
-    save_prepared(splits, tmp_path / "prepared" / "mnist", list(range(10)))
+    prepared_tiny_digits(tmp_path / "prepared" / "mnist", train=200, validation=40, test=60)
     runs = tmp_path / "runs"
     for key in (FOREST, LENET):
         model = tmp_path / "models" / key

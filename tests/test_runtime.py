@@ -10,11 +10,10 @@ from mlflow.tracking import MlflowClient
 
 from convbench.config import Runtime, Settings
 from convbench.devices import RuntimeConfigError, configure_runtime, resolve_policy
-from convbench.prepare import save_prepared
 from convbench.training import train_run
 from convbench.variants import build_variant
 
-from .conftest import tiny_digits
+from .conftest import prepared_tiny_digits, tiny_digits
 
 
 @pytest.fixture(autouse=True)
@@ -54,16 +53,7 @@ def test_a_variant_trains_under_mixed_precision_with_float32_outputs() -> None:
 
 
 def test_each_run_logs_its_runtime(ci_settings: Settings, tmp_path: Path) -> None:
-    splits = {
-        "train": tiny_digits(60),
-        "validation": tiny_digits(20, seed=1),
-        "test": tiny_digits(20, seed=2),
-    }
-    save_prepared(
-        {k: (x[..., np.newaxis], y) for k, (x, y) in splits.items()},
-        tmp_path / "prepared",
-        list(range(10)),
-    )
+    prepared_tiny_digits(tmp_path / "prepared", train=60, validation=20, test=20)
     params = ci_settings.params.model_copy(update={"runtime": Runtime(xla=True)})
     env = ci_settings.env.model_copy(update={"runner": "gpu-box-7"})
     settings = ci_settings.model_copy(update={"params": params, "env": env})

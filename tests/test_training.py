@@ -10,24 +10,17 @@ from mlflow.tracking import MlflowClient
 
 from convbench.config import Settings
 from convbench.evaluation import evaluate_run, load_model
-from convbench.prepare import save_prepared
 from convbench.reporting import compare, gather
 from convbench.training import train_run
 
-from .conftest import tiny_digits
+from .conftest import prepared_tiny_digits
 
 RUNS = ("mnist-cnn", "mnist-random_forest")
 
 
 @pytest.fixture
 def workspace(ci_settings: Settings, tmp_path: Path) -> tuple[Settings, Path]:
-    splits = {
-        "train": tiny_digits(120),
-        "validation": tiny_digits(40, seed=1),
-        "test": tiny_digits(50, seed=2),
-    }
-    splits = {k: (x[..., np.newaxis], y) for k, (x, y) in splits.items()}
-    save_prepared(splits, tmp_path / "prepared", list(range(10)))
+    prepared_tiny_digits(tmp_path / "prepared", train=120, validation=40, test=50)
     return ci_settings, tmp_path
 
 
