@@ -2,6 +2,8 @@
 # Both first create or refresh .venv from uv.lock with the machine's Python 3.11.
 
 PROFILE ?= quick
+# WAIT=1: if another `make run` holds this checkout, wait for it instead of stopping.
+WAIT ?=
 # The local servers of `make ui` (127.0.0.1 only) and the pool a `make worker` joins.
 MLFLOW_PORT ?= 5000
 PREFECT_PORT ?= 4200
@@ -42,11 +44,11 @@ $(UV):
 env: $(UV) ## create or refresh .venv from uv.lock
 	$(UV) sync --locked
 
-run: env ## run the experiments through the Prefect flow (PROFILE=quick|full|ci)
-	$(VENV)/bin/python -m flows.experiment --profile $(PROFILE)
+run: env ## run the experiments through the Prefect flow (PROFILE=quick|full|ci, WAIT=1)
+	$(VENV)/bin/python -m flows.experiment --profile $(PROFILE) $(if $(filter 1 yes true,$(WAIT)),--wait)
 
-test: env ## run the test suite
-	$(VENV)/bin/python -m pytest
+test: env ## run the test suite (two workers: the end-to-end tests mostly wait)
+	$(VENV)/bin/python -m pytest -n 2 --dist worksteal
 
 bench: env ## input-pipeline and VGG16 benchmarks → bench/RESULTS.md (needs the mirror)
 	$(VENV)/bin/python -m bench.input_pipeline

@@ -30,6 +30,7 @@ import typer
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
+from convbench import runlock
 from convbench.config import PROFILE_NAMES, load_settings
 from convbench.entry import EXIT_UNAVAILABLE
 from convbench.workspace import stage_graph
@@ -219,11 +220,37 @@ def experiment(
     variants: list[str] | None = None,
     overrides: list[str] | None = None,
     project_dir: str = ".",
+    wait_for_lock: bool = False,
 ) -> dict[str, str]:
-    """Run (or bring up to date) the selected experiments and their comparison."""
+    """Run (or bring up to date) the selected experiments and their comparison.
+
+    One run per checkout: another one running here fails this one at once, or with
+    ``wait_for_lock`` this one waits for it (the deployments wait).
+    """
     if profile not in PROFILE_NAMES:
         raise ValueError(f"profile: unknown profile {profile!r}; allowed: {list(PROFILE_NAMES)}")
     root = Path(project_dir).resolve()
+    # A no-op under `main`, which took the lock before Prefect started.
+    label, logger = _flow_run_label(), get_run_logger()
+    with runlock.hold(root, profile, wait=wait_for_lock, command=label, logger=logger):
+        return run_experiments(root, profile, datasets, variants, overrides)
+
+
+def _flow_run_label() -> str:
+    from prefect.runtime import deployment, flow_run
+
+    source = f"deployment {deployment.name}" if deployment.name else "started from Python"
+    return f"Prefect flow run {flow_run.name} ({source})"
+
+
+def run_experiments(
+    root: Path,
+    profile: str,
+    datasets: list[str] | None,
+    variants: list[str] | None,
+    overrides: list[str] | None,
+) -> dict[str, str]:
+    """The experiment flow's work, in a flow run holding the checkout's lock."""
     apply_overrides(root, [f"profile={profile}", *(overrides or [])])
     selected, stale, dependents = plan(root, datasets, variants)
     logger = get_run_logger()
@@ -295,14 +322,23 @@ def main(
     variant: VariantOption = None,
     set_param: SetParamOption = None,
     project_dir: Annotated[Path, typer.Option(help="the convbench checkout")] = Path("."),
+    wait: Annotated[
+        bool, typer.Option(help="if another run holds this checkout, wait for it (else stop)")
+    ] = False,
 ) -> None:
-    experiment(
-        profile=profile,
-        datasets=dataset or None,
-        variants=variant or None,
-        overrides=set_param or [],
-        project_dir=str(project_dir),
-    )
+    # The lock before Prefect: a busy checkout stops in a second, not after a server start.
+    try:
+        with runlock.hold(project_dir, profile, wait=wait):
+            experiment(
+                profile=profile,
+                datasets=dataset or None,
+                variants=variant or None,
+                overrides=set_param or [],
+                project_dir=str(project_dir),
+            )
+    except runlock.RunLockBusyError as busy:
+        typer.echo(f"error: {busy}", err=True)
+        raise typer.Exit(runlock.EXIT_BUSY) from None
 
 
 if __name__ == "__main__":

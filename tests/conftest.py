@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import os
+import sys
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +22,17 @@ needs_mirror = pytest.mark.skipif(
     not (SHARED_DATASETS / "train-images-idx3-ubyte.gz").exists(),
     reason=f"the dataset mirror {SHARED_DATASETS} is absent",
 )
+
+
+@pytest.fixture(autouse=True)
+def _no_op_determinism_left_behind() -> Iterator[None]:
+    """A training turns TensorFlow's op determinism on for its process (a stage's, in
+    use); the next test in this process starts without it, as a fresh stage would."""
+    yield
+    if "tensorflow" in sys.modules:
+        from tensorflow.python.framework import config
+
+        config.disable_op_determinism()
 
 
 @pytest.fixture

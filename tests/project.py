@@ -9,6 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+
+from convbench.config import Settings, load_settings
+
 from .conftest import ROOT, SHARED_DATASETS
 
 
@@ -82,3 +86,38 @@ def task_states(env: dict[str, str]) -> dict[str, str]:
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
     ).stdout
     return json.loads(output.strip().splitlines()[-1])
+
+
+# Tiny projects for the fault tests: params.yaml in a folder, the real stage commands.
+
+
+def tiny_project(
+    settings: Settings, root: Path, run: str, epochs: int, **changes: object
+) -> Settings:
+    """A project in ``root``: params.yaml with run ``run`` changed, tracking in root/mlflow.db."""
+    runs = dict(settings.params.runs)
+    runs[run] = runs[run].model_copy(update={"epochs": epochs, **changes})
+    profiles = dict(settings.params.profiles)
+    profiles["ci"] = profiles["ci"].model_copy(update={"max_epochs": None})
+    params = settings.params.model_copy(update={"runs": runs, "profiles": profiles})
+    (root / "params.yaml").write_text(yaml.safe_dump(params.model_dump(mode="json")))
+    return load_settings(root / "params.yaml", environ=store_env(root))
+
+
+def store_env(root: Path, uri: str | None = None) -> dict[str, str]:
+    return {"MLFLOW_TRACKING_URI": uri or f"sqlite:///{root}/mlflow.db"}
+
+
+def stage(root: Path, run: str, env: dict[str, str]) -> subprocess.Popen:
+    """The DVC stage's command for ``run``, as its own process."""
+    command = [sys.executable, "-m", "pipelines.train", run, str(root / "prepared")]
+    command += [str(root / "models" / run), str(root / "out" / run / "train")]
+    command += ["--params", str(root / "params.yaml")]
+    return subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env={**os.environ, **env, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import logging
+import signal
 import socket
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
+from convbench.atomic import atomic_path, remove_stale_temporaries
 from convbench.download import (
     ChecksumMismatchError,
     SourceUnavailableError,
@@ -227,6 +233,9 @@ def test_only_wrong_bytes_raise_mismatch(tmp_path: Path, serve) -> None:
     with pytest.raises(ChecksumMismatchError) as info:
         fetch_file(pinned(unused_url(), bad_url), dest, retries=0, **FAST)
     assert info.value.origin == bad_url
+    bad = hashlib.sha256(b"corrupted").hexdigest()
+    for part in (NAME, SHA, bad, bad_url, f"9 bytes, {len(CONTENT):,} expected"):
+        assert part in str(info.value)
     assert leftovers(dest) == []
 
 
@@ -329,3 +338,212 @@ def test_real_filtered_zip_matches_its_content_pin(tmp_path: Path) -> None:
         pytest.skip(f"the dataset mirror {SHARED_DATASETS} is absent")
     fetched = fetch_source(CATS_AND_DOGS_FILTERED, tmp_path, str(SHARED_DATASETS))
     assert [p.name for p in fetched] == ["cats_and_dogs_filtered.zip"]
+
+
+# Cut transfers without a Content-Length, killed downloads, credentials in URLs.
+
+
+def send_cut(handler: BaseHTTPRequestHandler, framing: str) -> None:
+    """Half the file, then hang up, with nothing in the headers to tell it was cut short."""
+    half = CONTENT[: len(CONTENT) // 2]
+    if framing == "chunked":
+        handler.protocol_version = "HTTP/1.1"
+        handler.send_response(200)
+        handler.send_header("Transfer-Encoding", "chunked")
+        handler.end_headers()
+        # One chunk of the whole file announced, half of it sent.
+        handler.wfile.write(f"{len(CONTENT):x}\r\n".encode() + half)
+    else:  # HTTP/1.0 without Content-Length: the body ends where the connection does
+        handler.send_response(200)
+        handler.end_headers()
+        handler.wfile.write(half)
+    handler.wfile.flush()
+    handler.close_connection = True
+
+
+@pytest.mark.parametrize("framing", ["close-delimited", "chunked"])
+def test_a_cut_without_content_length_is_retried_not_judged(
+    tmp_path: Path, serve, caplog: pytest.LogCaptureFixture, framing: str
+) -> None:
+    hits: list[int] = []
+
+    def respond(h: BaseHTTPRequestHandler, n: int) -> None:
+        hits.append(n)
+        send_cut(h, framing) if n == 1 else send_full(h)
+
+    # Through the mirror: were the half file judged by its checksum, it would fail loudly.
+    base = serve(respond)
+    dest = tmp_path / "out"
+    with caplog.at_level(logging.INFO, logger="convbench.download"):
+        path = fetch_file(pinned(), dest, mirror=base, retries=2, **FAST)
+    assert sha256_of(path) == SHA
+    assert hits == [1, 2]
+    assert "attempt 1/3" in caplog.text
+    assert leftovers(dest) == [NAME]
+
+
+def test_a_cut_every_time_ends_as_a_loud_mismatch_naming_the_sizes(tmp_path: Path, serve) -> None:
+    hits: list[int] = []
+    base = serve(lambda h, n: (hits.append(n), send_cut(h, "close-delimited")))
+    dest = tmp_path / "out"
+    with pytest.raises(ChecksumMismatchError) as info:
+        fetch_file(pinned(), dest, mirror=base, retries=2, **FAST)
+    assert hits == [1, 2, 3]  # retried, then the last bytes were judged, not trusted
+    half = hashlib.sha256(CONTENT[: len(CONTENT) // 2]).hexdigest()
+    for part in (NAME, SHA, half, f"5,120 bytes, {len(CONTENT):,} expected"):
+        assert part in str(info.value)
+    assert leftovers(dest) == []
+
+
+def test_a_short_but_complete_file_in_an_http_mirror_is_loud_at_once(tmp_path: Path, serve) -> None:
+    hits: list[int] = []
+    short = CONTENT[:100]  # sent whole, with its Content-Length: another file, not a cut
+    base = serve(lambda h, n: (hits.append(n), send_full(h, short)))
+    good_url = serve(lambda h, n: send_full(h)) + "/" + NAME
+    dest = tmp_path / "out"
+    with pytest.raises(ChecksumMismatchError) as info:
+        fetch_file(pinned(good_url), dest, mirror=base + "/m", retries=3, **FAST)
+    assert hits == [1]
+    wrong = hashlib.sha256(short).hexdigest()
+    for part in (NAME, SHA, wrong, f"mirror {base}/m/{NAME}"):
+        assert part in str(info.value)
+    assert leftovers(dest) == []
+
+
+KILLED_FETCH = """
+import sys
+from pathlib import Path
+from convbench.download import fetch_file
+from convbench.sources import SourceFile
+url, dest, sha, size = sys.argv[1:]
+fetch_file(SourceFile(name=Path(url).name, sha256=sha, size=int(size), urls=(url,)),
+           Path(dest), retries=0, timeout=30)
+"""
+
+
+def test_a_rerun_after_a_killed_download_ends_with_exactly_the_verified_file(
+    tmp_path: Path, serve, caplog: pytest.LogCaptureFixture
+) -> None:
+    release = threading.Event()
+
+    def respond(h: BaseHTTPRequestHandler, n: int) -> None:
+        if n == 1:  # half the file, then stall until the client is dead
+            h.send_response(200)
+            h.send_header("Content-Length", str(len(CONTENT)))
+            h.end_headers()
+            h.wfile.write(CONTENT[: len(CONTENT) // 2])
+            h.wfile.flush()
+            release.wait(10)
+            h.close_connection = True
+        else:
+            send_full(h)
+
+    url = serve(respond) + "/" + NAME
+    dest = tmp_path / "out"
+    script = [sys.executable, "-c", KILLED_FETCH, url, str(dest), SHA, str(len(CONTENT))]
+    child = subprocess.Popen(script)
+    try:
+        deadline = time.monotonic() + 8
+        while not any(p.stat().st_size for p in dest.glob(f".{NAME}.*")):
+            assert child.poll() is None and time.monotonic() < deadline, "no transfer began"
+            time.sleep(0.02)
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    finally:
+        release.set()
+        if child.poll() is None:
+            child.kill()
+    # The kill left half a file, but only under a temporary name.
+    (stale,) = dest.iterdir()
+    assert stale.name.startswith(f".{NAME}.") and stale.name.endswith(".tmp.bin")
+
+    with caplog.at_level(logging.INFO, logger="convbench.download"):
+        path = fetch_file(pinned(url), dest, **FAST)
+    assert sha256_of(path) == SHA
+    assert leftovers(dest) == [NAME]
+    assert f"removed {stale.name}, left by an interrupted download" in caplog.text
+
+
+def test_a_temporary_still_being_written_is_kept(tmp_path: Path) -> None:
+    target = tmp_path / NAME
+    stale = tmp_path / f".{NAME}.dead1234.tmp.bin"  # as atomic_path names them
+    other = tmp_path / ".other.bin.dead1234.tmp.bin"
+    for path in (stale, other):
+        path.write_bytes(b"half")
+    with atomic_path(target) as live:  # a writer at work, here in this process
+        assert remove_stale_temporaries(target) == [stale]
+        assert live.exists() and other.exists()
+        live.write_bytes(CONTENT)
+    assert leftovers(tmp_path) == [".other.bin.dead1234.tmp.bin", NAME]
+
+
+def test_a_mirror_archive_failing_its_pin_is_never_extracted(tmp_path: Path) -> None:
+    import zipfile
+
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    with zipfile.ZipFile(mirror / "set.zip", "w") as archive:
+        archive.writestr("set/a.jpg", b"first")
+        archive.writestr("../escaped.txt", b"outside the target")
+    pin = SourceFile(name="set.zip", content_sha256="0" * 64, urls=())
+    dest = tmp_path / "deep" / "out"
+    with pytest.raises(ChecksumMismatchError, match=r"not a readable archive.*refused"):
+        fetch_file(pin, dest, str(mirror))
+    assert leftovers(dest) == []
+    assert not list(tmp_path.rglob("escaped.txt"))
+    assert not list(tmp_path.rglob("a.jpg"))
+
+
+SECRET = "s3cr3t-Value"
+
+
+def error_texts(error: BaseException) -> str:
+    """The error's message and those of every exception chained to it."""
+    texts = []
+    seen: BaseException | None = error
+    while seen is not None:
+        texts.append(f"{type(seen).__name__}: {seen}")
+        seen = seen.__cause__ or seen.__context__
+    return "\n".join(texts)
+
+
+def with_credentials(base: str, path: str) -> str:
+    return base.replace("http://", f"http://reader:{SECRET}@") + f"{path}?token={SECRET}"
+
+
+def test_credentials_in_a_mirror_url_are_used_but_never_shown(
+    tmp_path: Path, serve, caplog: pytest.LogCaptureFixture
+) -> None:
+    seen: list[tuple[str, str | None]] = []
+
+    def respond(h: BaseHTTPRequestHandler, n: int) -> None:
+        seen.append((h.path, h.headers.get("Authorization")))
+        if n == 1:
+            h.send_error(503)
+        elif n == 2:
+            send_cut(h, "close-delimited")
+        else:
+            send_full(h)
+
+    base = serve(respond)
+    caplog.set_level(logging.INFO)  # every logger, as a stage logs
+    path = fetch_file(pinned(), tmp_path / "a", mirror=with_credentials(base, "/data"), **FAST)
+    assert sha256_of(path) == SHA
+    basic = "Basic " + base64.b64encode(f"reader:{SECRET}".encode()).decode()
+    assert seen == [(f"/data/{NAME}?token={SECRET}", basic)] * 3  # really sent, every time
+    assert "attempt 2/4" in caplog.text
+    assert f"mirror http://***@127.0.0.1:{base.rsplit(':', 1)[1]}/data/{NAME}?token=***" in (
+        caplog.text
+    )
+
+    # Failing: unavailable, then a wrong file; neither error nor log may show the secret.
+    unavailable = with_credentials(serve(lambda h, n: h.send_error(404)), "")
+    with pytest.raises(SourceUnavailableError) as missing:
+        fetch_file(pinned(), tmp_path / "b", mirror=unavailable, **FAST)
+    wrong = with_credentials(serve(lambda h, n: send_full(h, b"wrong")), "")
+    with pytest.raises(ChecksumMismatchError) as mismatched:
+        fetch_file(pinned(), tmp_path / "c", mirror=wrong, **FAST)
+    shown = [error_texts(missing.value), error_texts(mismatched.value), caplog.text]
+    shown += [record.getMessage() for record in caplog.records]
+    assert "404" in shown[0] and "token=***" in shown[0] and "***@127.0.0.1" in shown[1]
+    assert not [text for text in shown if SECRET in text]

@@ -101,6 +101,14 @@ def test_dvc_repro_ci_profile(tmp_path: Path) -> None:
     assert mlp[0].data.params["epochs"] == "19"
     assert RAN.findall(repro_available(workspace, env)) == ["compare"]
 
+    # Reproducible on CPU: forced again, same params and seed, the same test metrics.
+    repeated = ("cats_and_dogs-small_cnn",)  # augmented, shuffled, dropout: all seeded
+    before = {key: scores(workspace, key) for key in repeated}
+    stages = [f"{name}@{key}" for key in repeated for name in ("train", "evaluate")]
+    forced = dvc(workspace, env, "repro", "--force", "--single-item", *stages)
+    assert sorted(RAN.findall(forced)) == sorted(stages)
+    assert {key: scores(workspace, key) for key in repeated} == before
+
     # A source the mirror lacks stops its own stage, naming the file and how to provide it.
     missing = subprocess.run(
         [sys.executable, "-m", "dvc", "repro", "download@cifar10"],
@@ -113,6 +121,13 @@ def test_dvc_repro_ci_profile(tmp_path: Path) -> None:
     output = missing.stdout + missing.stderr
     assert "could not fetch cifar-10-python.tar.gz" in output
     assert "set CONVBENCH_MIRROR" in output and "exited with 69" in output
+
+
+def scores(workspace: Path, key: str) -> dict:
+    """A run's test metrics, without its speed."""
+    metrics = json.loads((workspace / "results/runs" / key / "eval/metrics.json").read_text())
+    metrics.pop("inference_images_per_second")
+    return metrics
 
 
 def test_prefect_flow_runs_the_stages_as_tasks(tmp_path: Path) -> None:

@@ -65,3 +65,29 @@ def test_the_stack_binds_to_localhost_and_tells_clients_where_it_is(tmp_path: Pa
     assert worker.env["CONVBENCH_RUNNER"] == "gpu-7"
     assert worker.env["PREFECT_WORKER_WEBSERVER_HOST"] == "127.0.0.1"
     assert worker.command[worker.command.index("--pool") + 1] == services.GPU_POOL
+
+
+def test_every_server_and_worker_listens_where_told_and_127_0_0_1_by_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from convbench.cli import app
+
+    # Probing a free port would bind the given address; the worker gets this one instead.
+    monkeypatch.setattr(services, "free_port", lambda host="127.0.0.1": 8765)
+    host = "10.1.2.3"
+    stack = services.Stack(root=tmp_path, host=host, mlflow_port=5055, prefect_port=4255)
+    for service in (services.mlflow_server(stack), services.prefect_server(stack)):
+        assert service.command[service.command.index("--host") + 1] == host
+        assert service.url and service.url.startswith(f"http://{host}:")
+    worker = services.worker(stack, "local-1")
+    assert "--with-healthcheck" in worker.command  # its webserver: bound by the env below
+    assert worker.env["PREFECT_WORKER_WEBSERVER_HOST"] == host
+    assert worker.health == f"http://{host}:8765/health"
+
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["services", "env"])  # no --host given
+    assert result.exit_code == 0, result.output
+    assert "export PREFECT_API_URL=http://127.0.0.1:4200/api" in result.output
+    assert "export MLFLOW_TRACKING_URI=http://127.0.0.1:5000" in result.output

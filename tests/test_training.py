@@ -1,5 +1,6 @@
 """train → evaluate → compare on tiny data, into a real (temporary) MLflow store."""
 
+import re
 from pathlib import Path
 
 import mlflow
@@ -8,7 +9,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from convbench.config import Settings
+from convbench.config import Settings, fingerprint
 from convbench.evaluation import evaluate_run, load_model
 from convbench.reporting import compare, gather
 from convbench.training import train_run
@@ -99,6 +100,20 @@ def test_train_evaluate_compare(workspace: tuple[Settings, Path]) -> None:
         [client.get_experiment_by_name("convbench/comparison").experiment_id]
     )
     assert comparison and comparison[0].data.tags["convbench.kind"] == "comparison"
+    sha = train_summary(runs, "mnist-cnn")["dataset_sha256"]
+    assert comparison[0].data.tags["dataset_sha256.mnist"] == sha
+
+    # Every run, whatever made it, says which code, data, params and stage it came from.
+    everything = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert len(everything) == 3
+    for tracked in everything:
+        tags = tracked.data.tags
+        assert re.fullmatch(r"[0-9a-f]{40}|unknown", tags["git_commit"]), tags
+        assert re.fullmatch(r"[0-9a-f]{64}", tags["dataset_sha256"]), tags
+        assert tags["convbench.params_sha256"] == fingerprint(
+            settings.params.model_dump(mode="json")
+        )
+        assert tags["dvc_stage"] in ("train@mnist-cnn", "train@mnist-random_forest", "compare")
 
 
 def train_summary(runs: Path, key: str) -> dict:

@@ -2,12 +2,15 @@
 
 Everything is written to a temporary sibling first and renamed into place, so an
 interrupted stage leaves the previous output (or nothing), never a truncated file that
-DVC or the next stage would trust.
+DVC or the next stage would trust. A temporary file is locked by its writer while it
+lives, so one that nobody holds was left by a writer that was killed and can go.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import glob
 import json
 import os
 import shutil
@@ -24,6 +27,11 @@ def _usual_mode(path: Path, mode: int) -> None:
     path.chmod(mode & ~umask)
 
 
+def _temporary_pattern(path: Path) -> str:
+    """The names :func:`atomic_path` gives the temporaries of ``path``, as a glob."""
+    return f".{glob.escape(path.name)}.*.tmp{glob.escape(path.suffix)}"
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path``."""
@@ -31,14 +39,44 @@ def atomic_path(path: Path) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(
         dir=path.parent, prefix=f".{path.name}.", suffix=".tmp" + path.suffix
     )
-    os.close(fd)
     tmp_path = Path(tmp)
-    _usual_mode(tmp_path, 0o666)
     try:
+        # Held until the temporary is gone; the kernel drops it when the process dies.
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        _usual_mode(tmp_path, 0o666)
         yield tmp_path
         os.replace(tmp_path, path)
     finally:
         tmp_path.unlink(missing_ok=True)
+        os.close(fd)
+
+
+def _abandoned(tmp: Path) -> bool:
+    """Whether no live writer holds ``tmp``'s lock (a failed lookup counts as held)."""
+    try:
+        fd = os.open(tmp, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:  # held by its writer, or a file system without locks: leave it
+        return False
+    finally:
+        os.close(fd)
+    return True
+
+
+def remove_stale_temporaries(path: Path) -> list[Path]:
+    """Remove the temporaries of ``path`` that killed writers left; return them.
+
+    Those of a writer still at work (in this process or another) are locked and kept.
+    """
+    removed = []
+    for tmp in sorted(path.parent.glob(_temporary_pattern(path))):
+        if tmp.is_file() and _abandoned(tmp):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
 
 
 @contextlib.contextmanager
@@ -71,3 +109,81 @@ def write_text(path: Path, text: str) -> None:
 
 def read_json(path: Path) -> Any:
     return json.loads(path.read_text())
+
+
+class Staging:
+    """Temporary siblings of several outputs, to be put in place together."""
+
+    def __init__(self) -> None:
+        self.staged: list[tuple[Path, Path]] = []  # (temporary, target)
+
+    def file(self, target: Path) -> Path:
+        """A temporary path that becomes ``target`` when the staging commits."""
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(
+            dir=target.parent, prefix=f".{target.name}.", suffix=".tmp" + target.suffix
+        )
+        os.close(fd)
+        _usual_mode(Path(tmp), 0o666)
+        self.staged.append((Path(tmp), target))
+        return Path(tmp)
+
+    def folder(self, target: Path) -> Path:
+        """An empty temporary folder that becomes ``target`` when the staging commits."""
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
+        _usual_mode(tmp, 0o777)
+        self.staged.append((tmp, target))
+        return tmp
+
+    def commit(self) -> None:
+        """Swap every staged output in; should one rename fail, put the previous ones back.
+
+        Renames within a folder need no free space, so after the writes succeeded this
+        does not fail for a full disk.
+        """
+        done: list[tuple[Path, Path | None]] = []  # (target, its previous version aside)
+        try:
+            for tmp, target in self.staged:
+                old = None
+                if target.exists():
+                    old = target.with_name(f".{target.name}.old")
+                    _remove(old)
+                    os.replace(target, old)
+                done.append((target, old))
+                os.replace(tmp, target)
+        except BaseException:
+            for target, old in reversed(done):
+                _remove(target)
+                if old is not None:
+                    os.replace(old, target)
+            raise
+        for _, old in done:
+            if old is not None:
+                _remove(old)
+
+    def discard(self) -> None:
+        for tmp, _ in self.staged:
+            _remove(tmp)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def all_or_nothing() -> Iterator[Staging]:
+    """Write a stage's outputs to temporary siblings; replace the old ones only if all succeed.
+
+    A failure (a full disk, a refused permission, an error) while writing any of them
+    leaves every previous output as it was, and no temporary behind.
+    """
+    staging = Staging()
+    try:
+        yield staging
+        staging.commit()
+    finally:
+        staging.discard()

@@ -11,11 +11,17 @@ from rich.console import Console
 from rich.table import Table
 
 from convbench.config import ForestRun, Settings, SettingsError, load_settings
+from convbench.redact import redact
 from convbench.services import Stack
 from convbench.variants import VARIANTS
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
-console = Console()
+
+
+def console() -> Console:
+    """A console as wide as the terminal (or COLUMNS) is when it prints, not at import."""
+    return Console()
+
 
 ParamsOption = Annotated[Path, typer.Option(help="the params file")]
 
@@ -26,7 +32,7 @@ def check(params: ParamsOption = Path("params.yaml")) -> None:
     try:
         settings = load_settings(params)
     except SettingsError as error:
-        console.print(f"[red]{error}[/red]")
+        console().print(f"[red]{error}[/red]")
         raise typer.Exit(1) from None
     table = Table(title=f"profile {settings.params.profile}: {settings.profile.description}")
     for column in ("run", "dataset", "variant", "images", "configured", "runs with"):
@@ -34,8 +40,13 @@ def check(params: ParamsOption = Path("params.yaml")) -> None:
     for key, spec in settings.run_specs().items():
         height, width = settings.image_size(spec.dataset)
         table.add_row(key, spec.dataset, spec.variant, f"{height}x{width}", *_budget(settings, key))
-    console.print(table)
-    console.print(f"tracking: {settings.env.tracking_uri}; mirror: {settings.env.mirror or '-'}")
+    console().print(table)
+    env = settings.env
+    # Printed for a person to check, so without the credentials a URI may carry.
+    console().print(
+        f"tracking: {redact(env.tracking_uri)}; mirror: {redact(env.mirror or '-')}",
+        highlight=False,
+    )
 
 
 def _budget(settings: Settings, key: str) -> tuple[str, str]:
@@ -61,7 +72,7 @@ def variants() -> None:
         table.add_column(column)
     for variant in VARIANTS.values():
         table.add_row(variant.name, variant.kind, variant.description)
-    console.print(table)
+    console().print(table)
 
 
 @app.command()
@@ -80,22 +91,23 @@ def predict(
         load_champion,
         predict_images,
     )
+    from convbench.safe_models import UnsafeModelError
 
     try:
         settings = load_settings(params)
         settings.dataset(dataset)
         champion = load_champion(dataset, settings.env.tracking_uri, settings.params.registry.alias)
         predictions = predict_images(champion, images)
-    except (SettingsError, NoChampionError, PredictionInputError) as error:
-        console.print(f"[red]{error}[/red]", highlight=False)
+    except (SettingsError, NoChampionError, PredictionInputError, UnsafeModelError) as error:
+        console().print(f"[red]{error}[/red]", highlight=False)
         raise typer.Exit(2) from None
-    console.print(
+    console().print(
         f"{champion.name} v{champion.version} ({champion.run}), "
         f"alias {settings.params.registry.alias!r}:",
         highlight=False,
     )
     for prediction in predictions:
-        console.print(
+        console().print(
             f"{prediction.path}: {prediction.sentence()}", highlight=False, soft_wrap=True
         )
 
@@ -138,7 +150,7 @@ def services_up(
     try:
         started = services.up(stack, planned)
     except services.ServiceError as error:
-        console.print(f"[red]{error}[/red]", highlight=False)
+        console().print(f"[red]{error}[/red]", highlight=False)
         raise typer.Exit(1) from None
     for running in started:
         where = running.url or f"pid {running.pid}"
@@ -187,7 +199,7 @@ def services_deploy(ctx: typer.Context) -> None:
     try:
         output = services.deploy(ctx.obj)
     except services.ServiceError as error:
-        console.print(f"[red]{error}[/red]", highlight=False)
+        console().print(f"[red]{error}[/red]", highlight=False)
         raise typer.Exit(1) from None
     typer.echo(output)
 

@@ -226,6 +226,18 @@ class Runtime(_Strict):
     memory_growth: bool = True  # take GPU memory as needed, not all of it at start
     mixed_precision: Literal["none", "bf16", "fp16"] = "none"
     xla: Literal["auto"] | bool = "auto"  # Keras' jit_compile; auto: XLA on GPUs only
+    # TensorFlow's op determinism: the same numbers on every rerun on GPUs too (on CPUs
+    # the seeded runs already repeat exactly). Keras runs no XLA under it: GPU speed.
+    deterministic: bool = True
+
+    @model_validator(mode="after")
+    def _xla_needs_nondeterminism(self) -> Runtime:
+        if self.deterministic and self.xla is True:
+            raise ValueError(
+                "xla: true needs deterministic: false (Keras compiles no XLA under "
+                "TensorFlow's op determinism)"
+            )
+        return self
 
 
 class Registry(_Strict):
@@ -308,6 +320,9 @@ class Environment(_Strict):
     # where flow runs make their own checkouts (else the system's temporary folder).
     dvc_remote: str | None = None
     workspaces: Path | None = None
+    # A tracking server that does not answer: fail the stage (none), or record into the
+    # project's own store with a warning (local). CONVBENCH_TRACKING_FALLBACK.
+    tracking_fallback: Literal["none", "local"] = "none"
 
 
 def transfer_run_keys(key: str) -> tuple[str, str]:
@@ -463,7 +478,15 @@ def read_environment(environ: dict[str, str] | None = None, cwd: Path | None = N
         workspaces=Path(environ["CONVBENCH_WORKSPACES"])
         if environ.get("CONVBENCH_WORKSPACES")
         else None,
+        tracking_fallback=_tracking_fallback(environ),
     )
+
+
+def _tracking_fallback(environ: dict[str, str]) -> Literal["none", "local"]:
+    value = environ.get("CONVBENCH_TRACKING_FALLBACK") or "none"
+    if value not in ("none", "local"):
+        raise SettingsError(f"CONVBENCH_TRACKING_FALLBACK: got {value!r}; allowed: none, local")
+    return value  # type: ignore[return-value]
 
 
 def _describe(error: ValidationError) -> str:

@@ -74,6 +74,7 @@ class AppliedRuntime:
     memory_growth: bool
     dtype_policy: str  # Keras' global policy: float32, mixed_bfloat16, mixed_float16
     xla: bool | str  # jit_compile to pass to compile(): True, False or "auto"
+    deterministic: bool
 
     def as_params(self) -> dict[str, object]:
         return {f"runtime.{k}": v for k, v in asdict(self).items()}
@@ -92,6 +93,10 @@ def _tensorflow_devices(runtime: Runtime) -> tuple[int, bool]:
     """(visible GPUs, memory growth applied), set before TensorFlow touches a GPU."""
     import tensorflow as tf
 
+    if runtime.deterministic:
+        # Deterministic kernels (or an error naming an op that has none), and tf.data
+        # kept in order: with the seeds, a rerun repeats the numbers exactly.
+        tf.config.experimental.enable_op_determinism()
     gpus = tf.config.list_physical_devices("GPU")
     if runtime.device == "cpu" and gpus:
         tf.config.set_visible_devices([], "GPU")
@@ -134,6 +139,7 @@ def configure_runtime(runtime: Runtime) -> AppliedRuntime:
         memory_growth=growth,
         dtype_policy=policy,
         xla=runtime.xla,
+        deterministic=runtime.deterministic,
     )
     log.info("runtime: %s", applied)
     return applied

@@ -3,7 +3,11 @@
 Every candidate (the mirror first, then each URL of the file) is written to a temporary
 file beside the destination and renamed into place only once it matches every pin of
 the file (sha256, md5, or an archive's content fingerprint), so an interrupted or
-corrupted transfer never leaves bytes under the file's real name.
+corrupted transfer never leaves bytes under the file's real name. A transfer that ends
+early is retried: the connection broke, the body fell short of its Content-Length, or,
+with no Content-Length to go by, of the file's pinned size. Temporary files that a killed
+download left behind are removed by the next fetch of the same file. URLs are shown
+redacted (no userinfo, no token values) in logs and errors.
 """
 
 from __future__ import annotations
@@ -15,14 +19,15 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urlparse
+from urllib.parse import unquote, urlparse, urlsplit, urlunsplit
 from urllib.request import url2pathname
 
 import pooch
 import requests
 from urllib3.exceptions import NameResolutionError
 
-from convbench.atomic import atomic_path
+from convbench.atomic import atomic_path, remove_stale_temporaries
+from convbench.redact import redact
 from convbench.sources import Source, SourceFile
 
 log = logging.getLogger("convbench.download")
@@ -41,16 +46,22 @@ class ChecksumMismatchError(DownloadError):
     """A candidate delivered bytes that do not match a pin (``kind``: which checksum)."""
 
     def __init__(
-        self, file_name: str, expected: str, actual: str, origin: str, kind: str = "sha256"
+        self,
+        file_name: str,
+        expected: str,
+        actual: str,
+        origin: str,
+        kind: str = "sha256",
+        note: str = "",
     ) -> None:
         self.file_name = file_name
         self.expected = expected
         self.actual = actual
-        self.origin = origin
+        self.origin = redact(origin)
         self.kind = kind
         super().__init__(
-            f"{file_name} from {origin} has {kind} {actual}, but {expected} is pinned; "
-            "the bytes were discarded"
+            f"{file_name} from {self.origin} has {kind} {actual}, but {expected} is pinned"
+            f"{note}; the bytes were discarded"
         )
 
 
@@ -114,15 +125,18 @@ def _content_fingerprint(path: Path) -> str:
 def mismatch(file: SourceFile, path: Path, origin: str) -> ChecksumMismatchError | None:
     """The first pin of ``file`` that ``path`` fails, or None when it matches them all."""
     digests = _digests(path)
+    got = path.stat().st_size
+    # Hashes decide; the size only helps whoever reads the message tell a cut from a wrong file.
+    note = f" ({got:,} bytes, {file.size:,} expected)" if file.size not in (None, got) else ""
     for kind in ("sha256", "md5"):
         expected = getattr(file, kind)
         if expected and digests[kind] != expected:
-            return ChecksumMismatchError(file.name, expected, digests[kind], origin, kind)
+            return ChecksumMismatchError(file.name, expected, digests[kind], origin, kind, note)
     if file.content_sha256:
         actual = _content_fingerprint(path)
         if actual != file.content_sha256:
             return ChecksumMismatchError(
-                file.name, file.content_sha256, actual, origin, "content fingerprint"
+                file.name, file.content_sha256, actual, origin, "content fingerprint", note
             )
     return None
 
@@ -145,12 +159,18 @@ def _local_path(location: str) -> Path:
     return Path(location).expanduser()
 
 
+def _in_http_mirror(mirror: str, name: str) -> str:
+    """The URL of ``name`` under an http(s) mirror prefix, keeping its query (``?token=``)."""
+    parts = urlsplit(mirror)
+    return urlunsplit(parts._replace(path=parts.path.rstrip("/") + "/" + name))
+
+
 def _candidates(file: SourceFile, mirror: str | None) -> list[tuple[str, bool]]:
     """(location, is_mirror) in the order they are tried."""
     found: list[tuple[str, bool]] = []
     if mirror:
         if _is_http(mirror):
-            found.append((mirror.rstrip("/") + "/" + file.name, True))
+            found.append((_in_http_mirror(mirror, file.name), True))
         else:
             found.append((str(_local_path(mirror) / file.name), True))
     found.extend((url, False) for url in file.urls)
@@ -182,26 +202,60 @@ def _retryable(err: Exception) -> bool:
     return not _unresolvable_host(err)
 
 
-def _download_http(url: str, tmp: Path, retries: int, backoff: float, timeout: float) -> None:
+class _TransferCut(OSError):
+    """The body ended early with no Content-Length to tell (a close-delimited response)."""
+
+
+def _cut_short(tmp: Path, size: int | None, content_length: str | None) -> str | None:
+    """Why the transfer looks cut, or None.
+
+    Only when the server gave no Content-Length: urllib3 already raises when a body falls
+    short of one, and a complete body that is not the pinned size is a wrong file, for
+    the checksum to report.
+    """
+    got = tmp.stat().st_size
+    if size is None or content_length is not None or got >= size:
+        return None
+    return f"connection closed after {got:,} of {size:,} bytes"
+
+
+def _download_http(
+    url: str, tmp: Path, retries: int, backoff: float, timeout: float, size: int | None = None
+) -> None:
+    shown = redact(url)
+    lengths: list[str | None] = []  # Content-Length of each response, redirects included
+
+    def record_length(response: requests.Response, *args: object, **kwargs: object) -> None:
+        lengths.append(response.headers.get("Content-Length"))
+
     # A progress bar only helps a person at a terminal; in DVC or Prefect logs it is noise.
-    downloader = pooch.HTTPDownloader(progressbar=sys.stderr.isatty(), timeout=timeout)
+    downloader = pooch.HTTPDownloader(
+        progressbar=sys.stderr.isatty(), timeout=timeout, hooks={"response": record_length}
+    )
     attempts = 1 + max(0, retries)
     for attempt in range(1, attempts + 1):
         try:
             # pooch opens the path with "w+b", so a retry starts from an empty file.
             downloader(url, str(tmp), None)
-            return
+            cut = _cut_short(tmp, size, lengths[-1] if lengths else None)
+            # The last try's bytes go to the checksum: a short file every time may be the
+            # mirror's wrong file, which must fail loudly, not pass as "unavailable".
+            if cut is None or attempt == attempts:
+                return
+            raise _TransferCut(cut)
         except (requests.RequestException, OSError) as err:
-            reason = f"{type(err).__name__}: {err}"
+            # Exception texts quote the URL (requests) or its path and query (urllib3).
+            reason = redact(f"{type(err).__name__}: {err}")
             if attempt == attempts or not _retryable(err):
                 tries = f" (after {attempt} attempts)" if attempt > 1 else ""
-                raise _CandidateFailed(reason + tries) from err
+                # Not chained: the cause's text would show the URL unredacted.
+                raise _CandidateFailed(reason + tries) from None
             delay = backoff * 2 ** (attempt - 1)
             log.warning(
                 "attempt %d/%d of %s failed (%s); retrying in %.2fs",
                 attempt,
                 attempts,
-                url,
+                shown,
                 reason,
                 delay,
             )
@@ -225,6 +279,9 @@ def fetch_file(
     HTTP transfer is tried, waiting ``backoff`` seconds, doubled each time.
     """
     target = dest_dir / file.name
+    # A killed download leaves its temporary; one still being written is locked, and kept.
+    for stale in remove_stale_temporaries(target):
+        log.info("removed %s, left by an interrupted download", stale.name)
     if target.is_file():
         if mismatch(file, target, str(target)) is None:
             log.info("%s already present and verified at %s", file.name, target)
@@ -236,13 +293,13 @@ def fetch_file(
     tried: list[Attempt] = []
     mismatches: list[ChecksumMismatchError] = []
     for location, is_mirror in _candidates(file, mirror):
-        origin = f"mirror {location}" if is_mirror else location
+        origin = redact(f"mirror {location}" if is_mirror else location)
         log.info("fetching %s from %s", file.name, origin)
         try:
             # atomic_path removes the temporary file whenever the block raises.
             with atomic_path(target) as tmp:
                 if _is_http(location):
-                    _download_http(location, tmp, retries, backoff, timeout)
+                    _download_http(location, tmp, retries, backoff, timeout, file.size)
                 else:
                     _copy_local(location, tmp)
                 failed = mismatch(file, tmp, origin)

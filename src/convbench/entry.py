@@ -34,8 +34,10 @@ def expected_errors() -> tuple[type[BaseException], ...]:
     from convbench.devices import RuntimeConfigError
     from convbench.download import DownloadError
     from convbench.idx import IdxFormatError
+    from convbench.safe_models import UnsafeModelError
     from convbench.stages import ValidationNotPassedError
     from convbench.tracking import TrackingStoreError
+    from convbench.training import TrainingDivergedError
     from convbench.validation import DataValidationError
 
     return (
@@ -49,6 +51,8 @@ def expected_errors() -> tuple[type[BaseException], ...]:
         ValidationNotPassedError,
         RuntimeConfigError,
         TrackingStoreError,
+        TrainingDivergedError,
+        UnsafeModelError,
     )
 
 

@@ -20,12 +20,13 @@ import skops.io
 from sklearn.metrics import confusion_matrix, log_loss
 
 from convbench import tracking
-from convbench.atomic import read_json, write_json, write_text
+from convbench.atomic import all_or_nothing, read_json, write_json, write_text
 from convbench.config import RunSpec, Settings
 from convbench.devices import configure_runtime
 from convbench.inputs import PipelineOptions, prepared_dataset, scaled
 from convbench.plots import confusion_matrix_png
 from convbench.prepare import load_prepared, prepared_info
+from convbench.safe_models import load_keras_model
 from convbench.training import FOREST_MODEL, FOREST_TRUSTED_TYPES, KERAS_MODEL
 
 BATCH = 256
@@ -33,8 +34,8 @@ BATCH = 256
 
 def load_model(model_dir: Path) -> Any:
     if (model_dir / KERAS_MODEL).exists():
-        # safe_mode refuses models that would run arbitrary code (lambda layers) on load.
-        return keras.saving.load_model(model_dir / KERAS_MODEL, safe_mode=True)
+        # Safe mode: a model that would run code from the file (a Lambda layer) is refused.
+        return load_keras_model(model_dir / KERAS_MODEL)
     # skops, not pickle: only the listed types may be rebuilt from the file.
     return skops.io.load(model_dir / FOREST_MODEL, trusted=FOREST_TRUSTED_TYPES)
 
@@ -115,27 +116,27 @@ def evaluate_run(
         "inference_images_per_second": throughput,
     }
 
-    out_dir.mkdir(parents=True, exist_ok=True)
     per_class_frame = pd.DataFrame(
         {"class": classes, "accuracy": per_class, "support": matrix.sum(axis=1)}
     )
-    write_text(out_dir / "per_class.csv", per_class_frame.to_csv(index=False))
-    write_text(
-        out_dir / "predictions.csv",
-        pd.DataFrame(
-            {"actual": np.asarray(classes)[labels], "predicted": np.asarray(classes)[predicted]}
-        ).to_csv(index=False),
+    predictions = pd.DataFrame(
+        {"actual": np.asarray(classes)[labels], "predicted": np.asarray(classes)[predicted]}
     )
     png = out_dir / "confusion_matrix.png"
-    confusion_matrix_png(matrix, classes, f"{key}: test accuracy {accuracy:.4f}", png)
-    write_json(
-        out_dir / "metrics.json",
-        {
-            "run": key,
-            **metrics,
-            "per_class_accuracy": dict(zip(map(str, classes), per_class.tolist(), strict=True)),
-        },
-    )
+    # All four replace the previous ones together, or none does.
+    with all_or_nothing() as outputs:
+        write_text(outputs.file(out_dir / "per_class.csv"), per_class_frame.to_csv(index=False))
+        write_text(outputs.file(out_dir / "predictions.csv"), predictions.to_csv(index=False))
+        title = f"{key}: test accuracy {accuracy:.4f}"
+        confusion_matrix_png(matrix, classes, title, outputs.file(png))
+        write_json(
+            outputs.file(out_dir / "metrics.json"),
+            {
+                "run": key,
+                **metrics,
+                "per_class_accuracy": dict(zip(map(str, classes), per_class.tolist(), strict=True)),
+            },
+        )
 
     with tracking.start_run(
         settings,

@@ -23,8 +23,10 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from convbench import tracking
 from convbench.atomic import write_json
 from convbench.config import RunSpec, Settings
+from convbench.safe_models import refusing_unsafe
 from convbench.variants import VARIANTS
 
 log = logging.getLogger(__name__)
@@ -134,7 +136,9 @@ def load_registered(uri: str, tags: dict[str, str]) -> Any:
     if json.loads(tags.get(f"{INPUT_TAG_PREFIX}flatten", "false")):
         # skops, with the trusted types recorded when the model was logged: no pickle.
         return mlflow.sklearn.load_model(uri)
-    return mlflow.keras.load_model(uri)  # Keras 3 loads with safe_mode=True by default
+    # Said, not left to Keras' default: a model that would run code from the file is refused.
+    with refusing_unsafe(uri):
+        return mlflow.keras.load_model(uri, load_model_kwargs={"safe_mode": True})
 
 
 def score_on_test(model: Any, inputs: ModelInput, prepared_dir: Path) -> float:
@@ -160,7 +164,8 @@ def decide(settings: Settings, dataset: str, frame: pd.DataFrame, prepared_dir: 
     inputs = model_input(settings, spec, prepared_info(prepared_dir)["classes"])
     minimum = gate.min_test_accuracy.get(dataset, 0.0)
     name = model_name(dataset)
-    client = MlflowClient(tracking_uri=settings.env.tracking_uri)
+    # A server that does not answer stops this at once (not after MLflow's retries).
+    client = MlflowClient(tracking_uri=tracking.reachable_store(settings.env).tracking_uri)
     tags = {
         "convbench.run": key,
         "convbench.variant": spec.variant,

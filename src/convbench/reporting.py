@@ -19,7 +19,7 @@ import pandas as pd
 
 from convbench import tracking
 from convbench.atomic import write_json, write_text
-from convbench.config import RunSpec, Settings
+from convbench.config import RunSpec, Settings, fingerprint
 from convbench.plots import bar_chart_png, stacked_bar_chart_png
 from convbench.sources import SOURCES, Source
 from convbench.variants import VARIANTS
@@ -60,7 +60,7 @@ _TRAINED = (
 )
 NOT_RUN = "not run"
 # In comparison.csv (for the notes and the registry), not in the Markdown table.
-HIDDEN = ("how_to_provide", "runner", "mlflow_run_id", "mlflow_model_uri")
+HIDDEN = ("how_to_provide", "runner", "mlflow_run_id", "mlflow_model_uri", "dataset_sha256")
 
 
 @dataclass(frozen=True)
@@ -139,6 +139,7 @@ def gather(settings: Settings, runs_dir: Path, inputs: InputFolders | None = Non
         row["runner"] = trained.get("runner")
         row["mlflow_run_id"] = trained.get("mlflow_run_id")
         row["mlflow_model_uri"] = trained.get("mlflow_model_uri")
+        row["dataset_sha256"] = trained.get("dataset_sha256")
         rows.append(row)
     frame = pd.DataFrame(rows, columns=[*COLUMNS, *HIDDEN])
     frame["seconds_per_image"] = frame["seconds_per_image"].astype(float) * 1000
@@ -238,7 +239,11 @@ def compare(
 
 
 def _log_comparison(settings: Settings, frame: pd.DataFrame, out_dir: Path) -> None:
-    tags = tracking.base_tags(settings, "compare", dataset_sha256="n/a")
+    # The comparison spans datasets: one hash over each compared dataset's checksum.
+    compared = frame[frame["status"] == "ok"].dropna(subset=["dataset_sha256"])
+    checksums = dict(sorted(zip(compared["dataset"], compared["dataset_sha256"], strict=True)))
+    tags = tracking.base_tags(settings, "compare", dataset_sha256=fingerprint(checksums))
+    tags |= {f"dataset_sha256.{name}": sha for name, sha in checksums.items()}
     tags["convbench.kind"] = "comparison"
     not_run = frame[frame["status"].str.startswith(NOT_RUN)]
     if len(not_run):

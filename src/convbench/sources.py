@@ -24,6 +24,8 @@ class SourceFile:
     sha256: str | None = None
     md5: str | None = None
     content_sha256: str | None = None  # archives: fingerprint of the members' contents
+    # Bytes of every valid copy: tells a transfer cut short from a complete one where the
+    # server sends no Content-Length. None where a repack is fine (a content pin only).
     size: int | None = None
 
     def __post_init__(self) -> None:

@@ -22,14 +22,16 @@ import numpy as np
 import pandas as pd
 import skops.io
 import tensorflow as tf
-from mlflow.entities import Run
+from mlflow.entities import Metric, Run
 from mlflow.models import infer_signature
 from mlflow.models.model import ModelInfo
+from mlflow.tracking import MlflowClient
 
 from convbench import tracking
-from convbench.atomic import atomic_dir, write_json, write_text
+from convbench.atomic import Staging, all_or_nothing, write_json, write_text
 from convbench.augment import augment_batch
-from convbench.config import Augmentation, ForestRun, KerasRun, Settings, Training
+from convbench.checkpoints import Checkpoint, EarlyStoppingState, Progress
+from convbench.config import Augmentation, ForestRun, KerasRun, Settings, Training, fingerprint
 from convbench.devices import AppliedRuntime, configure_runtime, describe_device
 from convbench.inputs import (
     PipelineOptions,
@@ -40,6 +42,7 @@ from convbench.inputs import (
 )
 from convbench.plots import image_grid_png, learning_curves_png
 from convbench.prepare import ARRAYS, load_prepared, prepared_info
+from convbench.redact import redact
 from convbench.variants import build_variant
 
 log = logging.getLogger(__name__)
@@ -66,24 +69,77 @@ class TrainResult:
     final: dict[str, float] = field(default_factory=dict)
 
 
-class EpochRecorder(keras.callbacks.Callback):
-    """Wall time per epoch, and each epoch's logs handed to ``on_epoch`` (e.g. MLflow)."""
+class TrainingDivergedError(RuntimeError):
+    """The loss stopped being a finite number: the run failed, whatever fit returned."""
 
-    def __init__(self, on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> None:
+
+class ProgressKeeper(keras.callbacks.Callback):
+    """Each epoch: record its logs and time, checkpoint, then hand the progress on (MLflow).
+
+    Stops training at the first batch whose loss is not finite (Keras' TerminateOnNaN
+    would stop too, but fit then returns as if all were well). Listed after early
+    stopping, so it saves its state and, at the end, the weights it restored.
+    """
+
+    def __init__(
+        self,
+        progress: Progress,
+        checkpoint: Checkpoint | None = None,
+        early: keras.callbacks.EarlyStopping | None = None,
+        best_weights: list[np.ndarray] | None = None,
+        on_epoch: Callable[[Progress], None] | None = None,
+    ) -> None:
         super().__init__()
+        self.progress = progress
+        self.checkpoint = checkpoint
+        self.early = early
+        self.best_weights = best_weights
         self.on_epoch = on_epoch
-        self.epoch_seconds: list[float] = []
+        self.diverged: str | None = None
+        self._epoch = 0
         self._started = 0.0
 
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        if self.early is not None and self.progress.early_stopping:
+            EarlyStoppingState.apply(self.early, self.progress.early_stopping, self.best_weights)
+
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._epoch = epoch
         self._started = time.perf_counter()
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            where = f"epoch {self._epoch + 1}, batch {batch + 1}"
+            self.diverged = f"the loss became {float(loss)} at {where}"
+            self.model.stop_training = True
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         seconds = time.perf_counter() - self._started
-        self.epoch_seconds.append(seconds)
+        metrics = {k: float(v) for k, v in (logs or {}).items()}
+        bad = next((k for k, v in metrics.items() if not math.isfinite(v)), None)
+        if self.diverged or bad:
+            self.diverged = self.diverged or f"{bad} became {metrics[bad]} at epoch {epoch + 1}"
+            self.model.stop_training = True
+            return  # a diverged epoch is neither checkpointed nor recorded
+        self.progress.record_epoch(metrics, seconds)
+        best = None
+        if self.early is not None:
+            self.progress.early_stopping = EarlyStoppingState.read(self.early)
+            self.progress.stopped_early = bool(self.model.stop_training)
+            best = self.early.best_weights
+        if self.checkpoint is not None:
+            self.checkpoint.save(self.model, self.progress, best)
         if self.on_epoch:
-            metrics = {k: float(v) for k, v in (logs or {}).items()}
-            self.on_epoch(epoch, {**metrics, "epoch_seconds": seconds})
+            self.on_epoch(self.progress)
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        if self.diverged:
+            return
+        # The weights are final now (best epoch restored, weight average applied).
+        self.progress.finished = True
+        if self.checkpoint is not None:
+            self.checkpoint.save(self.model, self.progress, None)
 
 
 def ema_momentum_for(training: Training, total_steps: int) -> float | None:
@@ -134,31 +190,50 @@ def fit_keras(
     validation: tf.data.Dataset,
     training: Training,
     epochs: int,
-    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+    on_epoch: Callable[[Progress], None] | None = None,
     verbose: int = 2,
+    checkpoint: Checkpoint | None = None,
+    progress: Progress | None = None,
 ) -> TrainResult:
-    recorder = EpochRecorder(on_epoch)
-    callbacks: list[keras.callbacks.Callback] = [recorder]
+    """Fit ``model`` (a compiled one); with ``progress`` from ``checkpoint``, from where it was.
+
+    Raises TrainingDivergedError when the loss stops being finite.
+    """
+    progress = progress or Progress(fingerprint="")
+    early = None
     if training.early_stopping:
-        callbacks.append(keras.callbacks.EarlyStopping(**training.early_stopping.model_dump()))
+        early = keras.callbacks.EarlyStopping(**training.early_stopping.model_dump())
+    best = checkpoint.restore(model) if checkpoint and progress.epochs_done else None
+    keeper = ProgressKeeper(progress, checkpoint, early, best, on_epoch)
+    earlier_seconds = sum(progress.epoch_seconds)
     started = time.perf_counter()
-    # shuffle=False: the tf.data pipeline already reshuffles every epoch.
-    history = model.fit(
-        train,
-        validation_data=validation,
-        epochs=epochs,
-        callbacks=callbacks,
-        shuffle=False,
-        verbose=verbose,
-    )
+    if not progress.finished:
+        # Stopped early before the kill: no more epochs, but early stopping's end (the
+        # best weights back) and the weight average still apply.
+        last = progress.epochs_done if progress.stopped_early else epochs
+        # shuffle=False: the tf.data pipeline already reshuffles every epoch.
+        model.fit(
+            train,
+            validation_data=validation,
+            epochs=last,
+            initial_epoch=progress.epochs_done,
+            callbacks=[*([early] if early else []), keeper],
+            shuffle=False,
+            verbose=verbose,
+        )
     seconds = time.perf_counter() - started
-    hist = {k: [float(v) for v in values] for k, values in history.history.items()}
+    if keeper.diverged:
+        raise TrainingDivergedError(
+            f"{keeper.diverged} (learning rate {training.learning_rate}, "
+            f"{training.optimizer}): training stopped; nothing was saved. Lower the "
+            "learning rate (or normalize the inputs) and run it again."
+        )
     return TrainResult(
-        training_seconds=seconds,
-        epochs_run=len(recorder.epoch_seconds),
-        epoch_seconds=recorder.epoch_seconds,
-        history=hist,
-        final={k: values[-1] for k, values in hist.items()},
+        training_seconds=earlier_seconds + seconds,
+        epochs_run=progress.epochs_done,
+        epoch_seconds=list(progress.epoch_seconds),
+        history={k: list(v) for k, v in progress.history.items()},
+        final={k: values[-1] for k, values in progress.history.items()},
     )
 
 
@@ -228,8 +303,15 @@ class RunRecord:
 
 
 @contextmanager
-def tracked_run(settings: Settings, record: RunRecord, params: dict[str, Any]) -> Iterator[Run]:
-    """The MLflow run of a training: tags that link it to git and DVC, and its params."""
+def tracked_run(
+    settings: Settings, record: RunRecord, params: dict[str, Any], progress: Progress | None = None
+) -> Iterator[Run]:
+    """The MLflow run of a training: tags that link it to git and DVC, and its params.
+
+    A training resumed from a checkpoint continues the MLflow run the killed process
+    started (its epoch metrics are already there); if the store no longer has that run,
+    a new one is started and tagged with the old run's id.
+    """
     device = describe_device()
     tags = tracking.base_tags(settings, f"train@{record.key}", record.dataset_sha256)
     tags |= {
@@ -239,15 +321,74 @@ def tracked_run(settings: Settings, record: RunRecord, params: dict[str, Any]) -
         "convbench.runner": settings.env.runner,
         **{f"convbench.{k}": v for k, v in device.items()},
     }
+    resumed = progress is not None and progress.resumes > 0
+    if resumed:
+        tags |= {
+            "convbench.resumes": str(progress.resumes),
+            "convbench.resumed_after_epoch": str(progress.epochs_done),
+        }
     experiment = tracking.experiment_name(record.dataset)
-    with tracking.start_run(settings, experiment, record.key, tags) as active:
-        mlflow.log_params(
+    run_id = progress.mlflow_run_id if resumed else None
+    with tracking.start_run(
+        settings, experiment, record.key, tags, run_id=run_id, if_missing="new"
+    ) as active:
+        if progress is not None:
+            if progress.mlflow_run_id != active.info.run_id:
+                progress.logged_epochs = 0  # a new run has none of the earlier epochs
+            progress.mlflow_run_id = active.info.run_id
+        tracking.log_params_kept(
             tracking.flatten(
                 {**params, "seed": settings.params.seed, "profile": settings.params.profile}
             )
         )
         log.info("training %s (%s on %s) on %s", record.key, record.variant, record.dataset, device)
         yield active
+
+
+def send_epochs(progress: Progress, *, patient: bool) -> None:
+    """Send the epochs MLflow has not acknowledged, each at its own step and time.
+
+    After each epoch (``patient=False``) a tracking server that is down costs one quick
+    health check and a warning: training goes on, the epochs wait in the checkpoint's
+    journal. At the end (``patient=True``) they must arrive: a server still down raises
+    TrackingUnavailableError, and the checkpoint keeps the finished training for a rerun.
+    """
+    if progress.logged_epochs >= progress.epochs_done or progress.mlflow_run_id is None:
+        return
+    uri = mlflow.get_tracking_uri()
+    reason = tracking.unreachable_reason(uri)
+    if reason is not None:
+        shown = redact(uri)
+        if patient:
+            raise tracking.TrackingUnavailableError(
+                f"MLflow tracking server {shown} stopped answering ({reason}): training "
+                f"finished ({progress.epochs_done} epochs) and is kept in its checkpoint, "
+                f"but epochs {progress.logged_epochs + 1}-{progress.epochs_done}, the model "
+                "and the outputs are not recorded. Run the stage again once the server "
+                "answers: it resumes after the last epoch and sends them."
+            )
+        log.warning(
+            "MLflow %s not reachable (%s): epoch %d kept in the checkpoint, sent later",
+            shown,
+            reason,
+            progress.epochs_done,
+        )
+        return
+    epochs = range(progress.logged_epochs, progress.epochs_done)
+    metrics = [
+        Metric(key, value, progress.epoch_timestamps_ms[epoch], epoch + 1)
+        for epoch in epochs
+        for key, value in progress.epoch_metrics(epoch).items()
+    ]
+    try:
+        # Re-sending an epoch is harmless: MLflow keeps one copy of an identical point.
+        MlflowClient().log_batch(progress.mlflow_run_id, metrics=metrics)
+    except Exception as error:
+        if patient:
+            raise
+        log.warning("could not send epoch metrics to MLflow (%s); sent later", error)
+        return
+    progress.logged_epochs = progress.epochs_done
 
 
 def finish_run(
@@ -262,10 +403,13 @@ def finish_run(
     sample: np.ndarray,
     extra: dict[str, float] | None = None,
     details: dict[str, Any] | None = None,
+    preview: Callable[[Path], None] | None = None,
 ) -> dict[str, Any]:
     """Save the model, log its metrics and artifacts, write metrics.json and history.csv.
 
-    ``extra`` are more metrics (MLflow and metrics.json); ``details`` go to metrics.json only.
+    ``extra`` are more metrics (MLflow and metrics.json); ``details`` go to metrics.json
+    only; ``preview(path)`` draws the input preview. The outputs replace the previous
+    ones together, and only once every one of them is written.
     """
     metrics = {**time_metrics(result, train_images), **(extra or {})}
     params = count_params(model)
@@ -277,32 +421,60 @@ def finish_run(
     mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
     if params is not None:
         mlflow.log_metric("parameters", params)
-    save_model(model, model_dir)
     logged = log_model(model, sample)
+    with all_or_nothing() as outputs:
+        _stage_outputs(outputs, record, model, result, model_dir, out_dir, preview)
+        summary = _summary(settings, record, active, model, metrics, train_images, logged)
+        write_json(outputs.file(out_dir / "metrics.json"), {**summary, **(details or {})})
+    for name in ("learning_curves.png", PREVIEW):
+        if (out_dir / name).is_file():
+            mlflow.log_artifact(str(out_dir / name))
+    return {**summary, **(details or {})}
+
+
+def _stage_outputs(
+    outputs: Staging,
+    record: RunRecord,
+    model: Any,
+    result: TrainResult,
+    model_dir: Path,
+    out_dir: Path,
+    preview: Callable[[Path], None] | None,
+) -> None:
+    save_model(model, outputs.folder(model_dir))
     history = history_frame(result)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_text(out_dir / "history.csv", history.to_csv(index=False))
+    write_text(outputs.file(out_dir / "history.csv"), history.to_csv(index=False))
     if len(history):
-        learning_curves_png(history, record.key, out_dir / "learning_curves.png")
-        mlflow.log_artifact(str(out_dir / "learning_curves.png"))
-    summary = {
+        learning_curves_png(history, record.key, outputs.file(out_dir / "learning_curves.png"))
+    if preview is not None:
+        preview(outputs.file(out_dir / PREVIEW))
+
+
+def _summary(
+    settings: Settings,
+    record: RunRecord,
+    active: Run,
+    model: Any,
+    metrics: dict[str, float],
+    train_images: int,
+    logged: ModelInfo,
+) -> dict[str, Any]:
+    return {
         "run": record.key,
         "dataset": record.dataset,
         "variant": record.variant,
-        "parameters": params,
+        "parameters": count_params(model),
         **describe_device(),
         **metrics,
         "profile": settings.params.profile,
         "runner": settings.env.runner,
         "run_fingerprint": settings.run_fingerprint(record.key),
         "train_images": train_images,
+        "dataset_sha256": record.dataset_sha256,
         "mlflow_run_id": active.info.run_id,
         "mlflow_experiment_id": active.info.experiment_id,
         "mlflow_model_uri": logged.model_uri,  # what the registry registers
-        **(details or {}),
     }
-    write_json(out_dir / "metrics.json", summary)
-    return summary
 
 
 def write_input_preview(
@@ -322,7 +494,6 @@ def write_input_preview(
             rows.append([image, *np.clip(warped.numpy(), 0, 255).astype(np.uint8)])
         labels = [f"image {i + 1}" for i in range(len(rows))]
         image_grid_png(rows, labels, f"{title}: original, then 5 augmentations", path)
-    mlflow.log_artifact(str(path))
 
 
 def train_run(
@@ -385,25 +556,35 @@ def train_keras_run(
         "train_images": train_count,
         "validation_images": validation_count,
     }
-    with tracked_run(settings, record, params) as active:
-        if model.inputs[0].shape[-1] in (1, 3):  # images, not stored features
-            unaugmented, _ = prepared_dataset(
-                prepared_dir, "train", size, PipelineOptions(8, normalize=False, cache=False)
-            )
-            write_input_preview(
-                first_images(unaugmented, 8).astype(np.uint8),
-                run.augmentation,
-                record.key,
-                out_dir / PREVIEW,
-                seed,
-            )
+    checkpoint = Checkpoint.for_run(
+        settings.env.project_root,
+        record.key,
+        fingerprint([settings.run_fingerprint(record.key), record.dataset_sha256, params]),
+    )
+    progress = _resume_or_start(checkpoint, record.key, epochs)
+
+    def preview(path: Path) -> None:
+        unaugmented, _ = prepared_dataset(
+            prepared_dir, "train", size, PipelineOptions(8, normalize=False, cache=False)
+        )
+        images = first_images(unaugmented, 8).astype(np.uint8)
+        write_input_preview(images, run.augmentation, record.key, path, seed)
+
+    with tracked_run(settings, record, params, progress) as active:
         compile_model(model, run, ema, jit_compile=applied.xla)
         runtime = _log_runtime(applied, model)
 
-        def log_epoch(epoch: int, metrics: dict[str, float]) -> None:
-            mlflow.log_metrics(metrics, step=epoch + 1)
+        def log_epoch(done: Progress) -> None:
+            send_epochs(done, patient=False)
 
-        result = fit_keras(model, train, validation, run, epochs, log_epoch, verbose)
+        try:
+            result = fit_keras(
+                model, train, validation, run, epochs, log_epoch, verbose, checkpoint, progress
+            )
+        except TrainingDivergedError:
+            checkpoint.discard()  # resuming would only diverge again
+            raise
+        send_epochs(progress, patient=True)
         summary = finish_run(
             settings,
             record,
@@ -416,14 +597,27 @@ def train_keras_run(
             first_images(validation, 8),
             extra={"image_height": size[0], "image_width": size[1], **(extra_metrics or {})},
             details={"effective": {"epochs": epochs, "ema_momentum": ema}, "runtime": runtime},
+            # Images, not stored features: show what the model trains on.
+            preview=preview if model.inputs[0].shape[-1] in (1, 3) else None,
         )
+    checkpoint.discard()
     return summary
+
+
+def _resume_or_start(checkpoint: Checkpoint, key: str, epochs: int) -> Progress:
+    progress = checkpoint.load()
+    if progress is None:
+        return Progress(fingerprint=checkpoint.fingerprint)
+    progress.resumes += 1
+    state = "finished" if progress.finished else f"{progress.epochs_done}/{epochs} epochs"
+    log.warning("%s: resuming from its checkpoint (%s) in %s", key, state, checkpoint.folder)
+    return progress
 
 
 def _log_runtime(applied: AppliedRuntime, model: keras.Model) -> dict[str, Any]:
     """What the run really used (device, GPU model, dtype policy, XLA), as MLflow params."""
     runtime = {**applied.as_params(), "runtime.xla": bool(model.jit_compile)}
-    mlflow.log_params(runtime)
+    tracking.log_params_kept(runtime)
     return {key.removeprefix("runtime."): value for key, value in runtime.items()}
 
 
@@ -447,7 +641,6 @@ def _train_forest(
         "validation_images": len(data["validation"][1]),
     }
     with tracked_run(settings, record, params) as active:
-        write_input_preview(data["train"][0][:8], None, record.key, out_dir / PREVIEW, 0)
         result = fit_forest(model, data, run, estimators, settings.params.seed)
         sample = scaled(data["train"][0][:8], run.normalize)
         summary = finish_run(
@@ -461,6 +654,9 @@ def _train_forest(
             out_dir,
             sample,
             details={"effective": {"n_estimators": estimators}},
+            preview=lambda path: write_input_preview(
+                data["train"][0][:8], None, record.key, path, 0
+            ),
         )
     return summary
 
@@ -470,11 +666,12 @@ def _classes(prepared_dir: Path) -> int:
 
 
 def save_model(model: Any, model_dir: Path) -> None:
-    with atomic_dir(model_dir) as tmp:
-        if isinstance(model, keras.Model):
-            model.save(tmp / KERAS_MODEL)
-        else:
-            skops.io.dump(model, tmp / FOREST_MODEL)
+    """Write the model into ``model_dir`` (a staged folder: see ``finish_run``)."""
+    model_dir.mkdir(parents=True, exist_ok=True)
+    if isinstance(model, keras.Model):
+        model.save(model_dir / KERAS_MODEL)
+    else:
+        skops.io.dump(model, model_dir / FOREST_MODEL)
 
 
 def log_model(model: Any, sample: np.ndarray) -> ModelInfo:

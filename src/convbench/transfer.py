@@ -31,6 +31,7 @@ from convbench.devices import configure_runtime, describe_device
 from convbench.download import WeightsUnavailableError, mismatch
 from convbench.inputs import PipelineOptions, prepared_dataset, prepared_input_shape
 from convbench.prepare import SPLITS, prepared_info, save_prepared
+from convbench.safe_models import load_keras_model
 from convbench.sources import SOURCES, Source
 from convbench.training import KERAS_MODEL, RunRecord, train_keras_run
 
@@ -203,7 +204,7 @@ def finetune(
         tuning.augmentation,
     )
     # safe_mode: the head file is ours, but nothing loaded may run code.
-    head = keras.saving.load_model(head_dir / KERAS_MODEL, safe_mode=True)
+    head = load_keras_model(head_dir / KERAS_MODEL)
     size = settings.image_size(item.dataset)
     if tuple(base.inputs[0].shape[1:]) != prepared_input_shape(prepared_dir, size):
         raise ValueError(

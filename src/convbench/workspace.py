@@ -22,6 +22,8 @@ from pathlib import Path
 
 import networkx as nx
 
+from convbench.redact import redact
+
 log = logging.getLogger(__name__)
 
 FANOUT_REMOTE = "fanout"  # the DVC remote a flow run adds (local config) when given one
@@ -36,7 +38,10 @@ def _run(command: list[str], cwd: Path, env: dict[str, str] | None = None) -> st
     if result.returncode != 0:
         shown = " ".join(command[2:] if command[1:2] == ["-m"] else command)
         output = (result.stdout + result.stderr).strip()[-3000:]
-        raise WorkspaceError(f"{shown} failed in {cwd} (exit {result.returncode}):\n{output}")
+        # The command and git's output may quote a remote URL with its credentials.
+        raise WorkspaceError(
+            redact(f"{shown} failed in {cwd} (exit {result.returncode}):\n{output}")
+        )
     return result.stdout
 
 
