@@ -133,12 +133,19 @@ def test_run_fingerprint_follows_params_not_schema_defaults() -> None:
     assert fingerprint_of(raw) == base
     raw["runtime"]["mixed_precision"] = "bf16"
     assert fingerprint_of(raw) != base
+    raw = raw_params()
+    raw["runtime"]["deterministic"] = False  # other kernels: other numbers on CPU too
+    assert fingerprint_of(raw) != base
 
 
 def test_runtime_and_registry_sections_are_checked() -> None:
     raw = raw_params()
     raw["runtime"]["mixed_precision"] = "fp8"
     with pytest.raises(SettingsError, match=r"runtime.mixed_precision: got 'fp8'"):
+        parse_params(raw)
+    raw = raw_params()
+    raw["runtime"]["xla"] = True  # Keras would quietly drop it under op determinism
+    with pytest.raises(SettingsError, match=r"runtime: xla: true needs deterministic: false"):
         parse_params(raw)
     raw = raw_params()
     raw["registry"]["min_test_accuracy"]["svhn"] = 0.9

@@ -417,10 +417,10 @@ class Settings(_Strict):
             "profile": self.profile.model_dump(mode="json", exclude_defaults=True),
             "seed": self.params.seed,
         }
-        # Mixed precision and XLA change the numbers; where it runs and how memory is
-        # taken do not (a GPU runner and a CPU runner make the same run).
+        # Mixed precision, XLA and op determinism change the numbers; where it runs and
+        # how memory is taken do not (a GPU runner and a CPU runner make the same run).
         numerics = self.params.runtime.model_dump(
-            mode="json", include={"mixed_precision", "xla"}, exclude_defaults=True
+            mode="json", include={"mixed_precision", "xla", "deterministic"}, exclude_defaults=True
         )
         if numerics:
             scope["runtime"] = numerics
