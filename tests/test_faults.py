@@ -24,6 +24,8 @@ from convbench import services, tracking, training
 from convbench.atomic import all_or_nothing
 from convbench.checkpoints import CHECKPOINTS
 from convbench.config import Settings, load_settings
+from convbench.evaluation import evaluate_run
+from convbench.reporting import compare
 from convbench.training import train_run
 
 from .conftest import prepared_tiny_digits
@@ -148,6 +150,29 @@ def test_an_unreachable_tracking_server_stops_the_stage_before_training(
     assert "CONVBENCH_TRACKING_FALLBACK=local" in message
     assert "s3cret" not in message and "***@127.0.0.1" in message
     assert not (tmp_path / "models").exists() and not (tmp_path / CHECKPOINTS).exists()
+
+
+def test_evaluation_and_comparison_check_the_server_before_writing(
+    ci_settings: Settings, tmp_path: Path
+) -> None:
+    prepared_tiny_digits(tmp_path / "prepared", train=64, validation=16, test=16)
+    settings = tiny_project(ci_settings, tmp_path, "mnist-mlp", epochs=1)
+    train_mlp(settings, tmp_path)
+    down = store_env(tmp_path, f"http://127.0.0.1:{unused_port()}")
+    unreachable = load_settings(tmp_path / "params.yaml", environ=down)
+    out = tmp_path / "out" / "mnist-mlp"
+    with pytest.raises(tracking.TrackingUnavailableError):
+        evaluate_run(
+            unreachable,
+            "mnist-mlp",
+            tmp_path / "prepared",
+            tmp_path / "models" / "mnist-mlp",
+            out / "train",
+            out / "eval",
+        )
+    with pytest.raises(tracking.TrackingUnavailableError):
+        compare(unreachable, tmp_path / "out", tmp_path / "compare")
+    assert not (out / "eval").exists() and not (tmp_path / "compare").exists()
 
 
 def test_the_local_fallback_records_the_run_with_a_loud_warning(

@@ -95,6 +95,7 @@ def evaluate_run(
     out_dir: Path,
 ) -> dict[str, Any]:
     """Score run ``key``'s model on the test split of ``inputs_dir``; write and log it."""
+    settings = tracking.checked_up_front(settings)
     spec = settings.run_spec(key)
     classes = prepared_info(inputs_dir)["classes"]
     trained = read_json(train_dir / "metrics.json")

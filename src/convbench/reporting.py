@@ -197,6 +197,7 @@ def _notes(settings: Settings, frame: pd.DataFrame) -> str:
 def compare(
     settings: Settings, runs_dir: Path, out_dir: Path, inputs: InputFolders | None = None
 ) -> pd.DataFrame:
+    settings = tracking.checked_up_front(settings)
     frame = gather(settings, runs_dir, inputs)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_text(out_dir / "comparison.csv", frame.to_csv(index=False))

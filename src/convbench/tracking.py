@@ -87,6 +87,13 @@ def reachable_store(env: Environment) -> Environment:
     )
 
 
+def checked_up_front(settings: Settings) -> Settings:
+    """``settings`` with a store that answers (or the local fallback), for a stage that
+    writes files before it logs: it stops before writing anything."""
+    env = reachable_store(settings.env)
+    return settings if env is settings.env else settings.model_copy(update={"env": env})
+
+
 @contextlib.contextmanager
 def quick_requests(timeout_s: int = 10) -> Iterator[None]:
     """MLflow HTTP calls without their retries (minutes against a server that is down)."""
