@@ -32,18 +32,34 @@ def _temporary_pattern(path: Path) -> str:
     return f".{glob.escape(path.name)}.*.tmp{glob.escape(path.suffix)}"
 
 
-@contextlib.contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success it replaces ``path``."""
+def _temporary_file(path: Path) -> tuple[int, Path]:
+    """A new temporary file beside ``path``, locked by this writer: (its fd, its path).
+
+    The lock is held until the fd is closed (once the temporary is gone); the kernel
+    drops it when the process dies, which is how a killed writer's leftover is known.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(
         dir=path.parent, prefix=f".{path.name}.", suffix=".tmp" + path.suffix
     )
-    tmp_path = Path(tmp)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    _usual_mode(Path(tmp), 0o666)
+    return fd, Path(tmp)
+
+
+def _temporary_folder(path: Path) -> Path:
+    """A new empty temporary folder beside ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    _usual_mode(tmp, 0o777)
+    return tmp
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it replaces ``path``."""
+    fd, tmp_path = _temporary_file(path)
     try:
-        # Held until the temporary is gone; the kernel drops it when the process dies.
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        _usual_mode(tmp_path, 0o666)
         yield tmp_path
         os.replace(tmp_path, path)
     finally:
@@ -82,19 +98,8 @@ def remove_stale_temporaries(path: Path) -> list[Path]:
 @contextlib.contextmanager
 def atomic_dir(path: Path) -> Iterator[Path]:
     """Yield an empty temporary folder beside ``path``; on success it becomes ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
-    _usual_mode(tmp, 0o777)
-    old = path.with_name(f".{path.name}.old")
-    try:
-        yield tmp
-        shutil.rmtree(old, ignore_errors=True)
-        if path.exists():
-            os.replace(path, old)
-        os.replace(tmp, path)
-        shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with all_or_nothing() as staging:
+        yield staging.folder(path)
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -116,23 +121,18 @@ class Staging:
 
     def __init__(self) -> None:
         self.staged: list[tuple[Path, Path]] = []  # (temporary, target)
+        self._locks: list[int] = []  # the staged files' writer locks, held until discard
 
     def file(self, target: Path) -> Path:
         """A temporary path that becomes ``target`` when the staging commits."""
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(
-            dir=target.parent, prefix=f".{target.name}.", suffix=".tmp" + target.suffix
-        )
-        os.close(fd)
-        _usual_mode(Path(tmp), 0o666)
-        self.staged.append((Path(tmp), target))
-        return Path(tmp)
+        fd, tmp = _temporary_file(target)
+        self._locks.append(fd)
+        self.staged.append((tmp, target))
+        return tmp
 
     def folder(self, target: Path) -> Path:
         """An empty temporary folder that becomes ``target`` when the staging commits."""
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
-        _usual_mode(tmp, 0o777)
+        tmp = _temporary_folder(target)
         self.staged.append((tmp, target))
         return tmp
 
@@ -165,6 +165,9 @@ class Staging:
     def discard(self) -> None:
         for tmp, _ in self.staged:
             _remove(tmp)
+        for fd in self._locks:
+            os.close(fd)
+        self._locks.clear()
 
 
 def _remove(path: Path) -> None:
