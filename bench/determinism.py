@@ -41,7 +41,7 @@ def digits(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def make_project(folder: Path, images: int, epochs: int) -> None:
-    from convbench.prepare import save_prepared
+    from convbench.data.prepare import save_prepared
 
     splits = {"train": digits(images, 0), "validation": digits(200, 1), "test": digits(200, 2)}
     save_prepared(splits, folder / "prepared", list(range(10)))

@@ -80,8 +80,8 @@ def idg_training(folder: Path) -> dict[str, Any]:
 
 def _shards(zip_path: Path, out: Path) -> tuple[list[Path], int]:
     """The same training images as TFRecord shards (what the prepare stage writes)."""
-    from convbench.archives import iter_members
-    from convbench.shards import write_shards
+    from convbench.data.archives import iter_members
+    from convbench.data.shards import write_shards
 
     images, labels, ids = [], [], []
     for member, data in iter_members(zip_path):
@@ -94,8 +94,8 @@ def _shards(zip_path: Path, out: Path) -> tuple[list[Path], int]:
 
 
 def tfdata_training(zip_path: Path, work: Path) -> dict[str, Any]:
-    from convbench.config import Augmentation
-    from convbench.inputs import PipelineOptions, shard_dataset
+    from convbench.inputs.pipeline import PipelineOptions, shard_dataset
+    from convbench.settings.config import Augmentation
 
     files, count = _shards(zip_path, work)
     augmentation = Augmentation(
@@ -119,7 +119,7 @@ def tfdata_training(zip_path: Path, work: Path) -> dict[str, Any]:
 
 
 def _vgg16() -> Any:
-    from convbench.transfer import vgg16_base
+    from convbench.training.transfer import vgg16_base
 
     return vgg16_base((*SIZE, 3), weights=None)
 
@@ -157,7 +157,7 @@ def idg_features(folder: Path) -> dict[str, Any]:
 
 def tfdata_features(zip_path: Path, work: Path) -> dict[str, Any]:
     """As the extract_features stage does it: the shard pipeline, the base batch by batch."""
-    from convbench.inputs import PipelineOptions, shard_dataset
+    from convbench.inputs.pipeline import PipelineOptions, shard_dataset
 
     files, count = _shards(zip_path, work)
     base = _vgg16()
@@ -174,7 +174,7 @@ CASES = ("idg_training", "tfdata_training", "idg_features", "tfdata_features")
 def run_case(case: str, mirror: Path, work: Path) -> dict[str, Any]:
     zip_path = mirror / ZIP
     if case.startswith("idg"):
-        from convbench.archives import safe_extract
+        from convbench.data.archives import safe_extract
 
         safe_extract(zip_path, work / "extracted")
         folder = work / "extracted" / ROOT
@@ -229,7 +229,7 @@ def _machine() -> dict[str, Any]:
     import keras
     import tensorflow as tf
 
-    from convbench.devices import describe_device
+    from convbench.training.devices import describe_device
 
     return {
         **describe_device(),

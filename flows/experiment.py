@@ -30,10 +30,10 @@ import typer
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
-from convbench import runlock
-from convbench.config import PROFILE_NAMES, load_settings
-from convbench.entry import EXIT_UNAVAILABLE
-from convbench.workspace import stage_graph
+from convbench.ops import runlock
+from convbench.ops.workspace import stage_graph
+from convbench.settings.config import PROFILE_NAMES, load_settings
+from convbench.stages.entry import EXIT_UNAVAILABLE
 
 DOWNLOAD_RETRIES = 2
 DOWNLOAD_STAGES = ("download", "download_weights")

@@ -33,9 +33,9 @@ from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
 from prefect.runtime import flow_run as current_run
 
-from convbench import workspace as ws
-from convbench.config import PROFILE_NAMES, read_environment
-from convbench.tracking import is_local_store
+from convbench.ops import workspace as ws
+from convbench.settings.config import PROFILE_NAMES, read_environment
+from convbench.tracking.store import is_local_store
 from flows.experiment import (
     DATA_STAGES,
     DOWNLOAD_STAGES,

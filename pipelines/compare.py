@@ -5,9 +5,9 @@ from typing import Annotated
 
 import typer
 
-from convbench.config import load_settings
-from convbench.entry import run_stage
-from convbench.reporting import InputFolders, compare
+from convbench.reporting.compare import InputFolders, compare
+from convbench.settings.config import load_settings
+from convbench.stages.entry import run_stage
 
 
 def main(

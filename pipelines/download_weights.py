@@ -2,9 +2,9 @@
 
 from pathlib import Path
 
-from convbench.config import load_settings
-from convbench.entry import run_stage
-from convbench.stages import download_weights
+from convbench.settings.config import load_settings
+from convbench.stages.data import download_weights
+from convbench.stages.entry import run_stage
 
 
 def main(name: str, out_dir: Path, params: Path = Path("params.yaml")) -> None:

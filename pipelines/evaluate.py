@@ -2,9 +2,9 @@
 
 from pathlib import Path
 
-from convbench.config import load_settings
-from convbench.entry import run_stage
-from convbench.evaluation import evaluate_run
+from convbench.evaluation.scoring import evaluate_run
+from convbench.settings.config import load_settings
+from convbench.stages.entry import run_stage
 
 
 def main(

@@ -2,9 +2,9 @@
 
 from pathlib import Path
 
-from convbench.config import load_settings
-from convbench.entry import run_stage
-from convbench.transfer import finetune, load_base_for
+from convbench.settings.config import load_settings
+from convbench.stages.entry import run_stage
+from convbench.training.transfer import finetune, load_base_for
 
 
 def main(

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from convbench.config import load_settings
-from convbench.entry import run_stage
-from convbench.registry import decide, write_decision
+from convbench.settings.config import load_settings
+from convbench.stages.entry import run_stage
+from convbench.tracking.model_registry import decide, write_decision
 
 
 def main(

@@ -2,9 +2,9 @@
 
 from pathlib import Path
 
-from convbench.config import load_settings
-from convbench.entry import run_stage
-from convbench.training import train_run
+from convbench.settings.config import load_settings
+from convbench.stages.entry import run_stage
+from convbench.training.fit import train_run
 
 
 def main(

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from convbench.config import Settings, load_settings
+from convbench.settings.config import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATASETS = Path(os.environ.get("CONVBENCH_TEST_MIRROR", ROOT.parent / "shared" / "datasets"))
@@ -58,7 +58,7 @@ def tiny_digits(count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 def prepared_tiny_digits(out_dir: Path, train: int, validation: int, test: int) -> Path:
     """Tiny digits saved as a prepared MNIST-like dataset (28x28x1 uint8, 10 classes)."""
-    from convbench.prepare import save_prepared
+    from convbench.data.prepare import save_prepared
 
     counts = {"train": (train, 0), "validation": (validation, 1), "test": (test, 2)}
     splits = {}
@@ -124,7 +124,7 @@ def with_dataset(settings: Settings, name: str, **changes: object) -> Settings:
 
 def tiny_cats_settings(settings: Settings, size: int = 32, **checks: object) -> Settings:
     """cats_and_dogs at ``size`` px on a tiny archive: no published counts to expect."""
-    from convbench.config import FileChecks
+    from convbench.settings.config import FileChecks
 
     shape = settings.params.datasets["cats_and_dogs"].image
     return with_dataset(
@@ -138,7 +138,7 @@ def tiny_cats_settings(settings: Settings, size: int = 32, **checks: object) -> 
 
 def prepared_tiny_cats(settings: Settings, root: Path) -> Path:
     """A tiny Cats vs Dogs archive, validated and prepared (shards) under ``root``."""
-    from convbench.stages import prepare_dataset, validate_dataset
+    from convbench.stages.data import prepare_dataset, validate_dataset
 
     raw = root / "raw"
     folder_archive(raw / "cats_and_dogs_filtered.zip")

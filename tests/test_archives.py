@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from convbench.archives import (
+from convbench.data.archives import (
     ArchiveFormatError,
     UnsafeArchiveError,
     content_fingerprint,

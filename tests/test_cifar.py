@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from convbench.cifar import CifarFormatError, load_cifar10
-from convbench.config import Settings
-from convbench.prepare import load_prepared
-from convbench.stages import prepare_dataset, validate_dataset
+from convbench.data.cifar import CifarFormatError, load_cifar10
+from convbench.data.prepare import load_prepared
+from convbench.settings.config import Settings
+from convbench.stages.data import prepare_dataset, validate_dataset
 
 from .conftest import with_dataset
 

@@ -15,7 +15,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
-from convbench import runlock
+from convbench.ops import runlock
 
 from .conftest import ROOT
 
@@ -27,8 +27,8 @@ def write_run(folder: str, index: str) -> None:
     """One 'training run' logging into ``folder``'s store, started when ``go`` appears."""
     import mlflow
 
-    from convbench import tracking
-    from convbench.config import Environment
+    from convbench.settings.config import Environment
+    from convbench.tracking import store as tracking
 
     root = Path(folder)
     env = Environment(project_root=root, tracking_uri=f"sqlite:///{root}/mlflow.db")
@@ -80,7 +80,7 @@ def test_runs_writing_to_one_new_store_at_once_all_land(tmp_path: Path) -> None:
 def _holder(root: Path, profile: str = "full") -> subprocess.Popen[str]:
     """Another process holding ``root``'s run lock until its stdin closes."""
     code = (
-        "import sys; from pathlib import Path; from convbench import runlock\n"
+        "import sys; from pathlib import Path; from convbench.ops import runlock\n"
         "with runlock.hold(Path(sys.argv[1]), sys.argv[2], command='make run'):\n"
         "    print('held', flush=True); sys.stdin.read()\n"
     )
@@ -141,7 +141,7 @@ def test_with_wait_a_second_run_waits_for_the_first(
     holder = _holder(tmp_path)
     threading.Timer(1.0, holder.communicate, [""]).start()  # the first run ends in 1 s
     started = time.monotonic()
-    with caplog.at_level(logging.WARNING, logger="convbench.runlock"):
+    with caplog.at_level(logging.WARNING, logger="convbench.ops.runlock"):
         code, output = _main("--project-dir", str(tmp_path), "--wait")
     assert code == 0, output
     assert time.monotonic() - started >= 0.9 and len(flow_calls) == 1  # after the first

@@ -17,15 +17,15 @@ from pathlib import Path
 
 import pytest
 
-from convbench.atomic import atomic_path, remove_stale_temporaries
-from convbench.download import (
+from convbench.core.atomic import atomic_path, remove_stale_temporaries
+from convbench.data.download import (
     ChecksumMismatchError,
     SourceUnavailableError,
     fetch_file,
     fetch_source,
     sha256_of,
 )
-from convbench.sources import Source, SourceFile
+from convbench.data.sources import Source, SourceFile
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -193,7 +193,7 @@ def test_dropped_connection_is_retried(
 
     base = serve(respond)
     dest = tmp_path / "out"
-    with caplog.at_level(logging.INFO, logger="convbench.download"):
+    with caplog.at_level(logging.INFO, logger="convbench.data.download"):
         path = fetch_file(pinned(f"{base}/{NAME}"), dest, retries=2, **FAST)
     assert sha256_of(path) == SHA
     assert leftovers(dest) == [NAME]
@@ -301,7 +301,7 @@ def test_md5_pin_is_enforced(tmp_path: Path) -> None:
 def test_archive_pinned_by_content_accepts_a_repack(tmp_path: Path) -> None:
     import zipfile
 
-    from convbench.archives import content_fingerprint
+    from convbench.data.archives import content_fingerprint
 
     members = {"set/a.jpg": b"first", "set/b.jpg": b"second"}
     official = tmp_path / "official" / "set.zip"
@@ -330,7 +330,7 @@ def test_archive_pinned_by_content_accepts_a_repack(tmp_path: Path) -> None:
 
 
 def test_real_filtered_zip_matches_its_content_pin(tmp_path: Path) -> None:
-    from convbench.sources import CATS_AND_DOGS_FILTERED
+    from convbench.data.sources import CATS_AND_DOGS_FILTERED
 
     from .conftest import SHARED_DATASETS
 
@@ -374,7 +374,7 @@ def test_a_cut_without_content_length_is_retried_not_judged(
     # Through the mirror: were the half file judged by its checksum, it would fail loudly.
     base = serve(respond)
     dest = tmp_path / "out"
-    with caplog.at_level(logging.INFO, logger="convbench.download"):
+    with caplog.at_level(logging.INFO, logger="convbench.data.download"):
         path = fetch_file(pinned(), dest, mirror=base, retries=2, **FAST)
     assert sha256_of(path) == SHA
     assert hits == [1, 2]
@@ -413,8 +413,8 @@ def test_a_short_but_complete_file_in_an_http_mirror_is_loud_at_once(tmp_path: P
 KILLED_FETCH = """
 import sys
 from pathlib import Path
-from convbench.download import fetch_file
-from convbench.sources import SourceFile
+from convbench.data.download import fetch_file
+from convbench.data.sources import SourceFile
 url, dest, sha, size = sys.argv[1:]
 fetch_file(SourceFile(name=Path(url).name, sha256=sha, size=int(size), urls=(url,)),
            Path(dest), retries=0, timeout=30)
@@ -457,7 +457,7 @@ def test_a_rerun_after_a_killed_download_ends_with_exactly_the_verified_file(
     (stale,) = dest.iterdir()
     assert stale.name.startswith(f".{NAME}.") and stale.name.endswith(".tmp.bin")
 
-    with caplog.at_level(logging.INFO, logger="convbench.download"):
+    with caplog.at_level(logging.INFO, logger="convbench.data.download"):
         path = fetch_file(pinned(url), dest, **FAST)
     assert sha256_of(path) == SHA
     assert leftovers(dest) == [NAME]

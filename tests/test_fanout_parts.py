@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from convbench import workspace as ws
+from convbench.ops import workspace as ws
 from flows.experiment import stage_order
 from flows.fanout import unit_groups
 
@@ -109,7 +109,7 @@ def test_a_clone_at_a_commit_and_a_missing_remote_said_plainly(tmp_path: Path) -
 
 def test_the_deployments_file_matches_the_flows() -> None:
     spec = yaml.safe_load((ROOT / "flows" / "prefect.yaml").read_text())
-    assert spec["pull"] == [{"convbench.workspace.enter_project": {}}]
+    assert spec["pull"] == [{"convbench.ops.workspace.enter_project": {}}]
     names = set()
     for deployment in spec["deployments"]:
         path, _, function = deployment["entrypoint"].partition(":")

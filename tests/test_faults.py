@@ -20,13 +20,15 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from convbench import services, tracking, training
-from convbench.atomic import all_or_nothing
-from convbench.checkpoints import CHECKPOINTS
-from convbench.config import Settings, load_settings
-from convbench.evaluation import evaluate_run
-from convbench.reporting import compare
-from convbench.training import train_run
+from convbench.core.atomic import all_or_nothing
+from convbench.evaluation.scoring import evaluate_run
+from convbench.ops import services
+from convbench.reporting.compare import compare
+from convbench.settings.config import Settings, load_settings
+from convbench.tracking import store as tracking
+from convbench.training import fit as training
+from convbench.training.checkpoints import CHECKPOINTS
+from convbench.training.fit import train_run
 
 from .conftest import prepared_tiny_digits
 from .project import stage, store_env, tiny_project

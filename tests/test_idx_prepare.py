@@ -4,9 +4,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from convbench.config import Profile
-from convbench.idx import IdxFormatError, load_mnist, read_idx
-from convbench.prepare import Roles, load_prepared, prepare, prepared_info, save_prepared
+from convbench.data.idx import IdxFormatError, load_mnist, read_idx
+from convbench.data.prepare import Roles, load_prepared, prepare, prepared_info, save_prepared
+from convbench.settings.config import Profile
 
 from .conftest import SHARED_DATASETS, needs_mirror, tiny_digits
 

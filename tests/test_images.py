@@ -10,12 +10,12 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from convbench.config import Settings
-from convbench.images import CONVERTED, OK, QUARANTINED, ImagePolicy, inspect_image
-from convbench.shards import read_ids_and_labels
-from convbench.stages import prepare_dataset, validate_dataset
-from convbench.training import train_run
-from convbench.validation import DataValidationError
+from convbench.data.images import CONVERTED, OK, QUARANTINED, ImagePolicy, inspect_image
+from convbench.data.shards import read_ids_and_labels
+from convbench.data.validation import DataValidationError
+from convbench.settings.config import Settings
+from convbench.stages.data import prepare_dataset, validate_dataset
+from convbench.training.fit import train_run
 
 from .conftest import drawn_image, encoded, folder_archive, tiny_cats_settings
 
@@ -211,7 +211,7 @@ def test_duplicates_across_splits_and_imbalance_fail_validation(
 
 def test_every_image_is_decoded_once(ci_settings: Settings, tmp_path: Path, monkeypatch) -> None:
     """Validation inspects each file in a class folder exactly once."""
-    import convbench.image_archive as image_archive
+    import convbench.data.image_archive as image_archive
 
     settings = tiny_cats_settings(ci_settings)
     raw = tmp_path / "raw"

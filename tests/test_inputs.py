@@ -8,10 +8,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from convbench.augment import augment_batch
-from convbench.config import Augmentation
-from convbench.inputs import PipelineOptions, array_dataset, decode_and_resize, shard_dataset
-from convbench.shards import write_shards
+from convbench.data.shards import write_shards
+from convbench.inputs.augment import augment_batch
+from convbench.inputs.pipeline import (
+    PipelineOptions,
+    array_dataset,
+    decode_and_resize,
+    shard_dataset,
+)
+from convbench.settings.config import Augmentation
 
 from .conftest import drawn_image, encoded
 

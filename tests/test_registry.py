@@ -8,12 +8,12 @@ from mlflow.tracking import MlflowClient
 from PIL import Image
 from typer.testing import CliRunner
 
-from convbench.atomic import write_json
-from convbench.config import Settings
-from convbench.evaluation import evaluate_run
-from convbench.registry import decide, model_name
-from convbench.reporting import gather
-from convbench.training import train_run
+from convbench.core.atomic import write_json
+from convbench.evaluation.scoring import evaluate_run
+from convbench.reporting.compare import gather
+from convbench.settings.config import Settings
+from convbench.tracking.model_registry import decide, model_name
+from convbench.training.fit import train_run
 
 from .conftest import prepared_tiny_digits, tiny_digits
 

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from convbench.config import Runtime, Settings
-from convbench.devices import RuntimeConfigError, configure_runtime, resolve_policy
-from convbench.training import train_run
-from convbench.variants import build_variant
+from convbench.models.variants import build_variant
+from convbench.settings.config import Runtime, Settings
+from convbench.training.devices import RuntimeConfigError, configure_runtime, resolve_policy
+from convbench.training.fit import train_run
 
 from .conftest import prepared_tiny_digits, tiny_digits
 

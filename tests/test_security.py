@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from convbench import tracking
-from convbench.config import Settings
-from convbench.redact import RedactingFormatter, redact
+from convbench.core.redact import RedactingFormatter, redact
+from convbench.settings.config import Settings
+from convbench.tracking import store as tracking
 
 from .conftest import ROOT
 
@@ -113,7 +113,7 @@ def test_convbench_check_prints_the_uris_without_their_secrets(
 def test_a_failed_git_or_dvc_command_does_not_show_the_remote_credentials(
     tmp_path: Path,
 ) -> None:
-    from convbench.workspace import WorkspaceError, git
+    from convbench.ops.workspace import WorkspaceError, git
 
     with socket.socket() as probe:  # bound then closed: connecting is refused at once
         probe.bind(("127.0.0.1", 0))
@@ -128,7 +128,7 @@ def test_a_failed_git_or_dvc_command_does_not_show_the_remote_credentials(
 def test_stages_keep_mlflow_from_printing_a_tracking_uri_with_credentials(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from convbench.logs import setup_logging
+    from convbench.core.logs import setup_logging
 
     suppress = "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"
     monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -154,9 +154,9 @@ def lambda_model() -> object:
 def test_a_saved_model_with_python_code_is_refused_with_a_clear_error(tmp_path: Path) -> None:
     import keras
 
-    from convbench.evaluation import load_model
-    from convbench.safe_models import UnsafeModelError
-    from convbench.training import KERAS_MODEL
+    from convbench.evaluation.scoring import load_model
+    from convbench.models.saving import UnsafeModelError
+    from convbench.training.fit import KERAS_MODEL
 
     (tmp_path / "plain").mkdir()
     keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]).save(
@@ -177,8 +177,8 @@ def test_a_saved_model_with_python_code_is_refused_with_a_clear_error(tmp_path: 
 def test_a_registered_model_with_python_code_is_refused(tmp_path: Path) -> None:
     import mlflow.keras
 
-    from convbench.registry import load_registered
-    from convbench.safe_models import UnsafeModelError
+    from convbench.models.saving import UnsafeModelError
+    from convbench.tracking.model_registry import load_registered
 
     logged = tmp_path / "mlflow-model"
     # Requirements given: inferring them would load the model in a subprocess (slow).

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from convbench import services
+from convbench.ops import services
 
 
 def http_server(port: int) -> services.Service:

@@ -25,7 +25,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
-from convbench import services
+from convbench.ops import services
 
 from .conftest import SHARED_DATASETS, needs_mirror
 from .project import make_workspace, run, task_states
@@ -191,7 +191,7 @@ def _git_file_text(repo: Path, rev: str, path: str) -> str:
 
 
 def _configured_runs(workspace: Path) -> list[str]:
-    from convbench.config import load_settings
+    from convbench.settings.config import load_settings
 
     return list(load_settings(workspace / "params.yaml").run_specs())
 

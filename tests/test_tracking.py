@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from convbench import tracking
-from convbench.config import Settings
+from convbench.settings.config import Settings
+from convbench.tracking import store as tracking
 
 
 def test_a_local_store_refuses_an_experiment_whose_artifacts_need_a_server(

@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 from dvc.repo import Repo
 
-from convbench.config import Settings
-from convbench.download import ChecksumMismatchError, WeightsUnavailableError
-from convbench.evaluation import evaluate_run, load_model
-from convbench.prepare import load_prepared
-from convbench.reporting import InputFolders, _notes, gather, to_markdown
-from convbench.transfer import (
+from convbench.data.download import ChecksumMismatchError, WeightsUnavailableError
+from convbench.data.prepare import load_prepared
+from convbench.evaluation.scoring import evaluate_run, load_model
+from convbench.reporting.compare import InputFolders, _notes, gather, to_markdown
+from convbench.settings.config import Settings
+from convbench.training.transfer import (
     extract_features,
     finetune,
     finetune_model,

@@ -10,13 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from convbench.manifest import (
+from convbench.data.manifest import (
     DERIVED_COLUMNS,
     MANIFEST_COLUMNS,
     add_derived_columns,
     build_array_manifest,
 )
-from convbench.validation import (
+from convbench.data.validation import (
     DataValidationError,
     ImageExpectations,
     validate_manifest,
@@ -298,7 +298,7 @@ def test_missing_column_fails_naming_it(tmp_path: Path):
 
 def test_many_offending_rows_are_listed_quickly(tmp_path: Path, monkeypatch):
     """Above DETAIL_LIMIT the docs keep counts, yet the error still names the rows."""
-    import convbench.validation as validation
+    import convbench.data.validation as validation
 
     monkeypatch.setattr(validation, "DETAIL_LIMIT", 3)
     manifest = manifest_of(random_splits())

@@ -10,10 +10,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from convbench.config import ForestRun, Settings, SettingsError, load_settings
-from convbench.redact import redact
-from convbench.services import Stack
-from convbench.variants import VARIANTS
+from convbench.core.redact import redact
+from convbench.models.variants import VARIANTS
+from convbench.ops.services import Stack
+from convbench.settings.config import ForestRun, Settings, SettingsError, load_settings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 
@@ -85,13 +85,13 @@ def predict(
     # The answer, not TensorFlow's start-up lines or MLflow's download bars.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    from convbench.models.saving import UnsafeModelError
     from convbench.predict import (
         NoChampionError,
         PredictionInputError,
         load_champion,
         predict_images,
     )
-    from convbench.safe_models import UnsafeModelError
 
     try:
         settings = load_settings(params)
@@ -128,7 +128,7 @@ def services_stack(
     prefect_port: Annotated[int, typer.Option(help="Prefect server port")] = 4200,
 ) -> None:
     """Where the servers listen, for every `services` command."""
-    from convbench.config import find_project_root
+    from convbench.settings.config import find_project_root
 
     ctx.obj = Stack(find_project_root(Path.cwd()), host, mlflow_port, prefect_port)
 
@@ -142,7 +142,7 @@ def services_up(
     ] = 0,
 ) -> None:
     """Start the MLflow server, the Prefect server and workers; print their URLs."""
-    from convbench import services
+    from convbench.ops import services
 
     stack: Stack = ctx.obj
     planned = [(f"local-{i}", services.LOCAL_POOL, None) for i in range(1, workers + 1)]
@@ -165,7 +165,7 @@ def services_up(
 @services_app.command("down")
 def services_down(ctx: typer.Context) -> None:
     """Stop what `services up` started."""
-    from convbench import services
+    from convbench.ops import services
 
     stopped = services.stop(ctx.obj.state)
     typer.echo(f"stopped: {', '.join(stopped) or 'nothing was running'}")
@@ -174,7 +174,7 @@ def services_down(ctx: typer.Context) -> None:
 @services_app.command("status")
 def services_status(ctx: typer.Context) -> None:
     """What `services up` started, and whether each is still running."""
-    from convbench import services
+    from convbench.ops import services
 
     state = services.read_state(ctx.obj.state)
     for running in state:
@@ -194,7 +194,7 @@ def services_env(ctx: typer.Context) -> None:
 @services_app.command("deploy")
 def services_deploy(ctx: typer.Context) -> None:
     """Create the work pools and deploy flows/prefect.yaml to the Prefect server."""
-    from convbench import services
+    from convbench.ops import services
 
     try:
         output = services.deploy(ctx.obj)

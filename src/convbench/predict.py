@@ -18,8 +18,8 @@ import numpy as np
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
-from convbench.images import ImagePolicy, inspect_image
-from convbench.registry import ModelInput, champion, load_registered, model_name
+from convbench.data.images import ImagePolicy, inspect_image
+from convbench.tracking.model_registry import ModelInput, champion, load_registered, model_name
 
 # A prediction image may be any size a person has at hand, but never a decompression bomb.
 POLICY = ImagePolicy(convert_to_rgb=True, min_side=1)
@@ -88,7 +88,7 @@ def image_array(path: Path, inputs: ModelInput) -> np.ndarray:
     size = (inputs.height, inputs.width)
     if inputs.channels == 3:
         # The accepted bytes are an RGB JPEG: decode and resize as training did.
-        from convbench.inputs import decode_and_resize
+        from convbench.inputs.pipeline import decode_and_resize
 
         pixels = decode_and_resize(check.data or data, size).numpy().astype(np.float32)
     else:
@@ -101,7 +101,7 @@ def image_array(path: Path, inputs: ModelInput) -> np.ndarray:
 
 
 def predict_images(champion_model: Champion, paths: list[Path]) -> list[Prediction]:
-    from convbench.evaluation import class_probabilities
+    from convbench.evaluation.scoring import class_probabilities
 
     inputs = champion_model.inputs
     batch = np.stack([image_array(path, inputs) for path in paths])

@@ -1,0 +1,256 @@
+"""Model variants: one small builder per variant, registered by name.
+
+Adding a variant is one function here plus one entry under ``runs`` in params.yaml.
+Keras is imported inside the builders so that reading the settings (which checks
+variant names against this registry) does not pay for importing TensorFlow.
+Builders use plain Keras 3 layers only, so any Keras backend (TensorFlow, JAX) runs them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Builder = Callable[[tuple[int, int, int], int], Any]
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    kind: Literal["keras", "sklearn"]
+    build: Builder
+    description: str
+
+
+VARIANTS: dict[str, Variant] = {}
+
+
+def register(
+    name: str, kind: Literal["keras", "sklearn"] = "keras"
+) -> Callable[[Builder], Builder]:
+    def decorator(build: Builder) -> Builder:
+        if name in VARIANTS:
+            raise ValueError(f"variant {name!r} is registered twice")
+        VARIANTS[name] = Variant(name, kind, build, (build.__doc__ or "").strip())
+        return build
+
+    return decorator
+
+
+def build_variant(name: str, input_shape: tuple[int, int, int], num_classes: int) -> Any:
+    if name not in VARIANTS:
+        raise KeyError(f"unknown variant {name!r}; allowed: {sorted(VARIANTS)}")
+    return VARIANTS[name].build(input_shape, num_classes)
+
+
+def _head(num_classes: int) -> Any:
+    """Softmax over the classes; two classes get the decks' single sigmoid unit.
+
+    Always float32: under a mixed-precision policy the probabilities and the loss stay
+    numerically stable (Keras' advice); under float32 it changes nothing.
+    """
+    from keras import layers
+
+    if num_classes == 2:
+        return layers.Dense(1, activation="sigmoid", name="predictions", dtype="float32")
+    return layers.Dense(num_classes, activation="softmax", name="predictions", dtype="float32")
+
+
+# Keras' default (0.99) leaves the moving statistics mostly at their initial values after
+# the 150 steps of the decks' Cats vs Dogs budget (15 epochs of 10 batches), so inference
+# sees the wrong normalisation; 0.9 settles within about 20 steps.
+BN_MOMENTUM = 0.9
+
+
+def _conv(filters: int, batch_norm: bool, padding: str = "valid") -> list[Any]:
+    """Conv 3x3 relu; with batch norm, Conv (no bias: BN's shift replaces it) → BN → relu."""
+    from keras import layers
+
+    if not batch_norm:
+        return [layers.Conv2D(filters, 3, padding=padding, activation="relu")]
+    return [
+        layers.Conv2D(filters, 3, padding=padding, use_bias=False),
+        layers.BatchNormalization(momentum=BN_MOMENTUM),
+        layers.Activation("relu"),
+    ]
+
+
+def _dense(units: int, batch_norm: bool) -> list[Any]:
+    from keras import layers
+
+    if not batch_norm:
+        return [layers.Dense(units, activation="relu")]
+    return [
+        layers.Dense(units, use_bias=False),
+        layers.BatchNormalization(momentum=BN_MOMENTUM),
+        layers.Activation("relu"),
+    ]
+
+
+def _sequential(name: str, input_shape: tuple[int, int, int], stack: list[Any]) -> Any:
+    import keras
+
+    return keras.Sequential([keras.Input(shape=input_shape), *stack], name=name)
+
+
+def _register_with_batch_norm(name: str, build: Callable[..., Any]) -> None:
+    """Register ``name`` and ``name_bn``: the same network with batch normalisation (deck 003)."""
+    doc = (build.__doc__ or "").strip()
+
+    def plain(input_shape: tuple[int, int, int], num_classes: int) -> Any:
+        return build(input_shape, num_classes, batch_norm=False)
+
+    def normalised(input_shape: tuple[int, int, int], num_classes: int) -> Any:
+        return build(input_shape, num_classes, batch_norm=True)
+
+    plain.__doc__ = doc
+    normalised.__doc__ = f"{doc} With batch normalisation after each conv and hidden dense."
+    register(name)(plain)
+    register(f"{name}_bn")(normalised)
+
+
+@register("mlp")
+def mlp(input_shape: tuple[int, int, int], num_classes: int) -> Any:
+    """Flatten → Dense 512 relu → Dropout .2 → Dense 512 relu → Dropout .2 → softmax."""
+    import keras
+    from keras import layers
+
+    return keras.Sequential(
+        [
+            keras.Input(shape=input_shape),
+            layers.Flatten(),
+            layers.Dense(512, activation="relu"),
+            layers.Dropout(0.2),
+            layers.Dense(512, activation="relu"),
+            layers.Dropout(0.2),
+            _head(num_classes),
+        ],
+        name="mlp",
+    )
+
+
+def cnn(input_shape: tuple[int, int, int], num_classes: int, batch_norm: bool) -> Any:
+    """Conv 32 → Conv 64 → MaxPool → Dropout .25 → Dense 128 → Dropout .5 → softmax."""
+    from keras import layers
+
+    stack = [
+        *_conv(32, batch_norm),
+        *_conv(64, batch_norm),
+        layers.MaxPooling2D(2),
+        layers.Dropout(0.25),
+        layers.Flatten(),
+        *_dense(128, batch_norm),
+        layers.Dropout(0.5),
+        _head(num_classes),
+    ]
+    return _sequential("cnn_bn" if batch_norm else "cnn", input_shape, stack)
+
+
+def small_cnn(input_shape: tuple[int, int, int], num_classes: int, batch_norm: bool) -> Any:
+    """The Keras blog's Cats vs Dogs convnet: 3 x [Conv 32/32/64 → MaxPool] → Dense 64 →
+    Dropout .5 → sigmoid."""
+    from keras import layers
+
+    stack = []
+    for filters in (32, 32, 64):
+        stack += [*_conv(filters, batch_norm), layers.MaxPooling2D(2)]
+    stack += [
+        layers.Flatten(),
+        *_dense(64, batch_norm),
+        layers.Dropout(0.5),
+        _head(num_classes),
+    ]
+    return _sequential("small_cnn_bn" if batch_norm else "small_cnn", input_shape, stack)
+
+
+@register("cifar_cnn")
+def cifar_cnn(input_shape: tuple[int, int, int], num_classes: int) -> Any:
+    """The CIFAR-10 deck's `cnn`: Conv 32 same → MaxPool → Dropout .25 → Dense 512 →
+    Dropout .5 → softmax."""
+    from keras import layers
+
+    stack = [
+        layers.Conv2D(32, 3, padding="same", activation="relu"),
+        layers.MaxPooling2D(2),
+        layers.Dropout(0.25),
+        layers.Flatten(),
+        layers.Dense(512, activation="relu"),
+        layers.Dropout(0.5),
+        _head(num_classes),
+    ]
+    return _sequential("cifar_cnn", input_shape, stack)
+
+
+def deep_cnn(input_shape: tuple[int, int, int], num_classes: int, batch_norm: bool) -> Any:
+    """2 x [Conv same → Conv → MaxPool → Dropout .25] (32, then 64 filters) → Dense 512 →
+    Dropout .5 → softmax."""
+    from keras import layers
+
+    stack = []
+    for filters in (32, 64):
+        stack += [
+            *_conv(filters, batch_norm, padding="same"),
+            *_conv(filters, batch_norm),
+            layers.MaxPooling2D(2),
+            layers.Dropout(0.25),
+        ]
+    stack += [layers.Flatten(), *_dense(512, batch_norm), layers.Dropout(0.5), _head(num_classes)]
+    return _sequential("deep_cnn_bn" if batch_norm else "deep_cnn", input_shape, stack)
+
+
+for _name, _build in (("cnn", cnn), ("small_cnn", small_cnn), ("deep_cnn", deep_cnn)):
+    _register_with_batch_norm(_name, _build)
+
+
+@register("vgg16_features")
+def vgg16_features(input_shape: tuple[int, int, int], num_classes: int) -> Any:
+    """The classifier on stored VGG16 features (4x4x512 at 150x150): Flatten → Dense 64 →
+    Dropout .5 → sigmoid. The base runs once, in the extract_features stage."""
+    from keras import layers
+
+    stack = [layers.Flatten(), layers.Dense(64, activation="relu"), layers.Dropout(0.5)]
+    return _sequential("vgg16_features", input_shape, [*stack, _head(num_classes)])
+
+
+@register("vgg16_finetune")
+def vgg16_finetune(input_shape: tuple[int, int, int], num_classes: int) -> Any:
+    """The VGG16 base with the vgg16_features head on top; fine-tuning trains its last
+    block and the head (see convbench.training.transfer). Built here without weights."""
+    from convbench.training.transfer import attach_head, vgg16_base
+
+    base = vgg16_base(input_shape, weights=None)
+    head = vgg16_features(tuple(base.output.shape[1:]), num_classes)
+    return attach_head(base, head, name="vgg16_finetune")
+
+
+@register("lenet5")
+def lenet5(input_shape: tuple[int, int, int], num_classes: int) -> Any:
+    """LeNet-5 (tanh): 28x28 inputs are zero-padded by 2 to the 32x32 it was designed for."""
+    import keras
+    from keras import layers
+
+    pad = max(0, (32 - input_shape[0]) // 2)
+    return keras.Sequential(
+        [
+            keras.Input(shape=input_shape),
+            layers.ZeroPadding2D(pad),
+            layers.Conv2D(6, 5, activation="tanh"),
+            layers.MaxPooling2D(2, strides=2),
+            layers.Conv2D(16, 5, activation="tanh"),
+            layers.MaxPooling2D(2, strides=2),
+            layers.Flatten(),
+            layers.Dense(120, activation="tanh"),
+            layers.Dense(84, activation="tanh"),
+            _head(num_classes),
+        ],
+        name="lenet5",
+    )
+
+
+@register("random_forest", kind="sklearn")
+def random_forest(input_shape: tuple[int, int, int], num_classes: int) -> Any:
+    """scikit-learn RandomForest on flattened pixels: the baseline the decks compare with."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    return RandomForestClassifier()

@@ -1,0 +1,157 @@
+"""One experiment run per checkout: a lock file, and a note of who holds it.
+
+Two flows in one checkout would interleave their ``dvc repro`` stages and params.yaml
+overrides and leave outputs of mixed settings. ``make run`` takes
+``<root>/.convbench/run.lock`` before Prefect starts: a second run stops at once with a
+message naming the holder, or (``--wait``) waits for it. The lock is the operating
+system's (``flock``), so a run that crashes or is killed frees it: no stale locks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shlex
+import socket
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock, Timeout
+
+from convbench.core.atomic import atomic_path
+from convbench.ops.services import alive
+
+log = logging.getLogger(__name__)
+
+LOCK_FOLDER = ".convbench"
+LOCK_NAME = "run.lock"
+# sysexits' EX_TEMPFAIL: busy now, try again later.
+EXIT_BUSY = 75
+WAIT_REPORT_S = 600.0  # how often a waiting run says again whom it waits for
+
+
+class RunLockBusyError(RuntimeError):
+    """Another run holds this checkout's lock; the message names it and what to do."""
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Who holds the lock, as the next run is told."""
+
+    pid: int
+    host: str
+    started: str  # ISO 8601, UTC
+    profile: str
+    command: str
+
+    def describe(self) -> str:
+        return (
+            f"pid {self.pid} on {self.host}, since {self.started}, profile {self.profile}: "
+            f"{self.command}"
+        )
+
+
+# The locks this process holds: `main` takes the lock, then the flow it starts finds it here.
+_held: dict[Path, Holder] = {}
+
+
+def lock_path(root: Path) -> Path:
+    return root.resolve() / LOCK_FOLDER / LOCK_NAME
+
+
+def holder_path(lock: Path) -> Path:
+    # A file of its own: the lock file is opened by every contender, never written.
+    return lock.with_name(f"{lock.name}.json")
+
+
+def this_process(profile: str, command: str | None = None) -> Holder:
+    return Holder(
+        pid=os.getpid(),
+        host=socket.gethostname(),
+        started=datetime.now(UTC).isoformat(timespec="seconds"),
+        profile=profile,
+        command=command or shlex.join([Path(sys.executable).name, *sys.argv]),
+    )
+
+
+def read_holder(lock: Path) -> Holder | None:
+    """The holder's note; None if absent, unreadable, or left by a process that is gone."""
+    try:
+        holder = Holder(**json.loads(holder_path(lock).read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
+    if holder.host == socket.gethostname() and not alive(holder.pid):
+        return None  # the new holder has not written its note yet
+    return holder
+
+
+def busy_message(lock: Path, holder: Holder | None) -> str:
+    who = holder.describe() if holder else "a process that has not said who it is yet"
+    return (
+        f"another convbench run is using this checkout (lock {lock}):\n"
+        f"  {who}\n"
+        "Let it finish or stop it, or queue behind it: `make run WAIT=1` "
+        "(python -m flows.experiment --wait)."
+    )
+
+
+def _acquire(
+    lock: FileLock, path: Path, wait: bool, logger: logging.Logger | logging.LoggerAdapter[Any]
+) -> None:
+    try:
+        lock.acquire(blocking=False)
+        return
+    except Timeout:
+        if not wait:
+            raise RunLockBusyError(busy_message(path, read_holder(path))) from None
+    while True:
+        holder = read_holder(path)
+        logger.warning("waiting for %s, held by %s", path, holder.describe() if holder else "?")
+        try:
+            lock.acquire(timeout=WAIT_REPORT_S)
+            return
+        except Timeout:
+            continue
+
+
+@contextlib.contextmanager
+def hold(
+    root: Path,
+    profile: str,
+    *,
+    wait: bool = False,
+    command: str | None = None,
+    logger: logging.Logger | logging.LoggerAdapter[Any] = log,
+) -> Iterator[Holder]:
+    """Hold ``root``'s run lock for the block; busy: RunLockBusyError, or wait with ``wait``.
+
+    Re-entrant within a process, so the flow can take the lock whether or not its
+    command line already did.
+    """
+    path = lock_path(root)
+    if path in _held:
+        yield _held[path]
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(path, thread_local=False)
+    started = time.monotonic()
+    _acquire(lock, path, wait, logger)
+    if time.monotonic() - started > 1:
+        logger.info("%s is free now: starting", path)
+    holder = this_process(profile, command)
+    try:
+        with atomic_path(holder_path(path)) as tmp:
+            tmp.write_text(json.dumps(asdict(holder), indent=2) + "\n")
+        _held[path] = holder
+        yield holder
+    finally:
+        _held.pop(path, None)
+        holder_path(path).unlink(missing_ok=True)  # before the release: never the next one's
+        lock.release()

@@ -1,0 +1,215 @@
+"""The MLflow model registry: each dataset's best model, and a gate before the alias.
+
+After the comparison, the best current run of a dataset (highest test accuracy among
+the runs whose model takes images) is registered as model ``convbench-<dataset>``. It
+takes the alias (``champion``) only when it reaches the dataset's minimum test accuracy
+and beats the current champion on the same test set: the champion is scored again on
+the candidate's test split, so a champion from another profile or an older split is
+compared fairly. Every decision, promoted or not, is written down with its reason, on
+the model version in MLflow and in the stage's output.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from convbench.core.atomic import write_json
+from convbench.models.saving import refusing_unsafe
+from convbench.models.variants import VARIANTS
+from convbench.settings.config import RunSpec, Settings
+from convbench.tracking import store as tracking
+
+log = logging.getLogger(__name__)
+
+# Runs whose model is a whole image classifier (a head on stored features is not).
+IMAGE_MODEL_KINDS = ("images", "finetune")
+INPUT_TAG_PREFIX = "convbench.input."
+
+
+def model_name(dataset: str) -> str:
+    return f"convbench-{dataset}"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What happened to one dataset's best run."""
+
+    dataset: str
+    run: str | None
+    test_accuracy: float | None
+    version: str | None  # the registered version, when registered
+    champion_before: str | None  # version that held the alias before
+    champion_accuracy: float | None  # the old champion, scored on the same test set
+    promoted: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class ModelInput:
+    """How a registered model wants its images: what `predict` must reproduce."""
+
+    height: int
+    width: int
+    channels: int
+    normalize: bool
+    classes: list[str]
+    flatten: bool  # a scikit-learn model takes flat pixel vectors
+
+    def as_tags(self) -> dict[str, str]:
+        return {f"{INPUT_TAG_PREFIX}{k}": json.dumps(v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_tags(cls, tags: dict[str, str]) -> ModelInput:
+        values = {
+            k.removeprefix(INPUT_TAG_PREFIX): json.loads(v)
+            for k, v in tags.items()
+            if k.startswith(INPUT_TAG_PREFIX)
+        }
+        return cls(**values)
+
+
+def model_input(settings: Settings, spec: RunSpec, classes: list[Any]) -> ModelInput:
+    height, width = settings.image_size(spec.dataset)
+    if spec.kind == "finetune":
+        normalize = settings.transfer(spec.transfer or "").normalize
+    else:
+        normalize = settings.run(spec.key).normalize
+    return ModelInput(
+        height=height,
+        width=width,
+        channels=settings.dataset(spec.dataset).image.channels,
+        normalize=normalize,
+        classes=[str(c) for c in classes],
+        flatten=VARIANTS[spec.variant].kind == "sklearn",
+    )
+
+
+def best_run(settings: Settings, frame: pd.DataFrame, dataset: str) -> str | None:
+    """The dataset's best current (status ok) image-model run, by test accuracy."""
+    specs = settings.run_specs()
+    rows = frame[(frame["status"] == "ok") & (frame["dataset"] == dataset)]
+    rows = rows[[specs[run].kind in IMAGE_MODEL_KINDS for run in rows["run"]]]
+    if rows.empty:
+        return None
+    ranked = rows.assign(accuracy=rows["test_accuracy"].astype(float)).sort_values(
+        ["accuracy", "run"], ascending=[False, True]
+    )
+    return str(ranked["run"].iloc[0])
+
+
+def register(
+    client: MlflowClient, name: str, run_id: str, model_uri: str, tags: dict[str, str]
+) -> ModelVersion:
+    """The run's logged model as a version of ``name``; a run is registered once."""
+    existing = client.search_model_versions(f"name='{name}' and run_id='{run_id}'")
+    if existing:
+        return existing[0]
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        client.create_registered_model(
+            name, description="convbench: the best image classifier of this dataset"
+        )
+    version = mlflow.register_model(model_uri, name, tags=tags)
+    return client.get_model_version(name, version.version)
+
+
+def champion(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
+
+
+def load_registered(uri: str, tags: dict[str, str]) -> Any:
+    """A registered model through its own flavour: Keras in safe mode, a forest via skops."""
+    if json.loads(tags.get(f"{INPUT_TAG_PREFIX}flatten", "false")):
+        # skops, with the trusted types recorded when the model was logged: no pickle.
+        return mlflow.sklearn.load_model(uri)
+    # Said, not left to Keras' default: a model that would run code from the file is refused.
+    with refusing_unsafe(uri):
+        return mlflow.keras.load_model(uri, load_model_kwargs={"safe_mode": True})
+
+
+def score_on_test(model: Any, inputs: ModelInput, prepared_dir: Path) -> float:
+    """Test accuracy of a registered model on a prepared test split."""
+    from convbench.evaluation.scoring import predict_test
+
+    size = (inputs.height, inputs.width)
+    proba, labels, _ = predict_test(model, prepared_dir, size, inputs.normalize)
+    return float((proba.argmax(axis=1) == labels).mean())
+
+
+def decide(settings: Settings, dataset: str, frame: pd.DataFrame, prepared_dir: Path) -> Decision:
+    """Register the dataset's best run and move the alias where the gate allows."""
+    from convbench.data.prepare import prepared_info
+
+    gate = settings.params.registry
+    key = best_run(settings, frame, dataset)
+    if key is None:
+        return Decision(dataset, None, None, None, None, None, False, "no current run")
+    spec = settings.run_spec(key)
+    row = frame.set_index("run").loc[key]
+    accuracy = float(row["test_accuracy"])
+    inputs = model_input(settings, spec, prepared_info(prepared_dir)["classes"])
+    minimum = gate.min_test_accuracy.get(dataset, 0.0)
+    name = model_name(dataset)
+    # A server that does not answer stops this at once (not after MLflow's retries).
+    client = MlflowClient(tracking_uri=tracking.reachable_store(settings.env).tracking_uri)
+    tags = {
+        "convbench.run": key,
+        "convbench.variant": spec.variant,
+        "convbench.profile": settings.params.profile,
+        "convbench.test_accuracy": f"{accuracy:.6f}",
+        **inputs.as_tags(),
+    }
+    run_id = str(row["mlflow_run_id"])
+    model_uri = row.get("mlflow_model_uri")
+    if pd.isna(model_uri):  # trained before the logged model's URI was recorded
+        model_uri = f"runs:/{run_id}/model"
+    version = register(client, name, run_id, str(model_uri), tags)
+    current = champion(client, name, gate.alias)
+    held = None
+    if accuracy < minimum:
+        promoted, reason = False, f"test accuracy {accuracy:.4f} below the minimum {minimum}"
+    elif current is None:
+        promoted, reason = True, f"first {gate.alias}"
+    elif current.version == version.version:
+        promoted, reason = False, f"already {gate.alias}"
+    else:
+        held_model = load_registered(f"models:/{name}/{current.version}", current.tags)
+        held = score_on_test(held_model, ModelInput.from_tags(current.tags), prepared_dir)
+        promoted = accuracy > held
+        verdict = "beats" if promoted else "does not beat"
+        reason = (
+            f"{accuracy:.4f} {verdict} {gate.alias} v{current.version} "
+            f"({held:.4f} on the same test set)"
+        )
+    if promoted:
+        client.set_registered_model_alias(name, gate.alias, version.version)
+    client.set_model_version_tag(name, version.version, "convbench.decision", reason)
+    log.info("%s: %s v%s: %s", name, key, version.version, reason)
+    return Decision(
+        dataset,
+        key,
+        accuracy,
+        version.version,
+        current.version if current else None,
+        held,
+        promoted,
+        reason,
+    )
+
+
+def write_decision(decision: Decision, path: Path) -> None:
+    write_json(path, asdict(decision))
