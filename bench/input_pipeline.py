@@ -95,7 +95,7 @@ def _shards(zip_path: Path, out: Path) -> tuple[list[Path], int]:
 
 def tfdata_training(zip_path: Path, work: Path) -> dict[str, Any]:
     from convbench.inputs.pipeline import PipelineOptions, shard_dataset
-    from convbench.settings.config import Augmentation
+    from convbench.settings import Augmentation
 
     files, count = _shards(zip_path, work)
     augmentation = Augmentation(

@@ -32,7 +32,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from convbench.ops import runlock
 from convbench.ops.workspace import stage_graph
-from convbench.settings.config import PROFILE_NAMES, load_settings
+from convbench.settings import PROFILE_NAMES, load_settings
 from convbench.stages.entry import EXIT_UNAVAILABLE
 
 DOWNLOAD_RETRIES = 2

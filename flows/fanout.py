@@ -34,7 +34,7 @@ from prefect.deployments import run_deployment
 from prefect.runtime import flow_run as current_run
 
 from convbench.ops import workspace as ws
-from convbench.settings.config import PROFILE_NAMES, read_environment
+from convbench.settings import PROFILE_NAMES, read_environment
 from convbench.tracking.store import is_local_store
 from flows.experiment import (
     DATA_STAGES,

@@ -6,7 +6,7 @@ from typing import Annotated
 import typer
 
 from convbench.reporting.compare import InputFolders, compare
-from convbench.settings.config import load_settings
+from convbench.settings import load_settings
 from convbench.stages.entry import run_stage
 
 

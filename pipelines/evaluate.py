@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from convbench.evaluation.scoring import evaluate_run
-from convbench.settings.config import load_settings
+from convbench.settings import load_settings
 from convbench.stages.entry import run_stage
 
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from convbench.settings.config import load_settings
+from convbench.settings import load_settings
 from convbench.stages.entry import run_stage
 from convbench.tracking.model_registry import decide, write_decision
 

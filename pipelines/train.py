@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from convbench.settings.config import load_settings
+from convbench.settings import load_settings
 from convbench.stages.entry import run_stage
 from convbench.training.fit import train_run
 

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from convbench.settings.config import load_settings
+from convbench.settings import load_settings
 from convbench.stages.data import validate_dataset
 from convbench.stages.entry import run_stage
 

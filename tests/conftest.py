@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from convbench.settings.config import Settings, load_settings
+from convbench.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATASETS = Path(os.environ.get("CONVBENCH_TEST_MIRROR", ROOT.parent / "shared" / "datasets"))
@@ -124,7 +124,7 @@ def with_dataset(settings: Settings, name: str, **changes: object) -> Settings:
 
 def tiny_cats_settings(settings: Settings, size: int = 32, **checks: object) -> Settings:
     """cats_and_dogs at ``size`` px on a tiny archive: no published counts to expect."""
-    from convbench.settings.config import FileChecks
+    from convbench.settings import FileChecks
 
     shape = settings.params.datasets["cats_and_dogs"].image
     return with_dataset(

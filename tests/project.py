@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from convbench.settings.config import Settings, load_settings
+from convbench.settings import Settings, load_settings
 
 from .conftest import ROOT, SHARED_DATASETS
 

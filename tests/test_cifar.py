@@ -13,7 +13,7 @@ import pytest
 
 from convbench.data.cifar import CifarFormatError, load_cifar10
 from convbench.data.prepare import load_prepared
-from convbench.settings.config import Settings
+from convbench.settings import Settings
 from convbench.stages.data import prepare_dataset, validate_dataset
 
 from .conftest import with_dataset

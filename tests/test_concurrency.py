@@ -27,7 +27,7 @@ def write_run(folder: str, index: str) -> None:
     """One 'training run' logging into ``folder``'s store, started when ``go`` appears."""
     import mlflow
 
-    from convbench.settings.config import Environment
+    from convbench.settings import Environment
     from convbench.tracking import store as tracking
 
     root = Path(folder)

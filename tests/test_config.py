@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from convbench.settings.config import SettingsError, find_project_root, load_params, parse_params
+from convbench.settings import SettingsError, find_project_root, load_params, parse_params
 
 from .conftest import ROOT
 
@@ -111,7 +111,7 @@ def test_check_command_lists_every_run_with_its_budget(tmp_path: Path) -> None:
 
 
 def test_run_fingerprint_follows_params_not_schema_defaults() -> None:
-    from convbench.settings.config import Environment, Settings
+    from convbench.settings import Environment, Settings
 
     def fingerprint_of(raw: dict) -> str:
         env = Environment(project_root=ROOT, tracking_uri="sqlite:///unused.db")

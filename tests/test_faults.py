@@ -24,7 +24,7 @@ from convbench.core.atomic import all_or_nothing
 from convbench.evaluation.scoring import evaluate_run
 from convbench.ops import services
 from convbench.reporting.compare import compare
-from convbench.settings.config import Settings, load_settings
+from convbench.settings import Settings, load_settings
 from convbench.tracking import store as tracking
 from convbench.training import fit as training
 from convbench.training.checkpoints import CHECKPOINTS

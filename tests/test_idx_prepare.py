@@ -6,7 +6,7 @@ import pytest
 
 from convbench.data.idx import IdxFormatError, load_mnist, read_idx
 from convbench.data.prepare import Roles, load_prepared, prepare, prepared_info, save_prepared
-from convbench.settings.config import Profile
+from convbench.settings import Profile
 
 from .conftest import SHARED_DATASETS, needs_mirror, tiny_digits
 

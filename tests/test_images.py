@@ -13,7 +13,7 @@ from PIL import Image
 from convbench.data.images import CONVERTED, OK, QUARANTINED, ImagePolicy, inspect_image
 from convbench.data.shards import read_ids_and_labels
 from convbench.data.validation import DataValidationError
-from convbench.settings.config import Settings
+from convbench.settings import Settings
 from convbench.stages.data import prepare_dataset, validate_dataset
 from convbench.training.fit import train_run
 

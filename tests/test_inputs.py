@@ -16,7 +16,7 @@ from convbench.inputs.pipeline import (
     decode_and_resize,
     shard_dataset,
 )
-from convbench.settings.config import Augmentation
+from convbench.settings import Augmentation
 
 from .conftest import drawn_image, encoded
 

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from convbench.core.atomic import write_json
 from convbench.evaluation.scoring import evaluate_run
 from convbench.reporting.compare import gather
-from convbench.settings.config import Settings
+from convbench.settings import Settings
 from convbench.tracking.model_registry import decide, model_name
 from convbench.training.fit import train_run
 

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from convbench.evaluation.scoring import evaluate_run
-from convbench.settings.config import Augmentation, Settings
+from convbench.settings import Augmentation, Settings
 
 from .conftest import prepared_tiny_digits
 from .project import stage, store_env, tiny_project

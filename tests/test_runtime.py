@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from convbench.models.variants import build_variant
-from convbench.settings.config import Runtime, Settings
+from convbench.models import build_variant
+from convbench.settings import Runtime, Settings
 from convbench.training.devices import RuntimeConfigError, configure_runtime, resolve_policy
 from convbench.training.fit import train_run
 

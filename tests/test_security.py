@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from convbench.core.redact import RedactingFormatter, redact
-from convbench.settings.config import Settings
+from convbench.settings import Settings
 from convbench.tracking import store as tracking
 
 from .conftest import ROOT

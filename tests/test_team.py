@@ -191,7 +191,7 @@ def _git_file_text(repo: Path, rev: str, path: str) -> str:
 
 
 def _configured_runs(workspace: Path) -> list[str]:
-    from convbench.settings.config import load_settings
+    from convbench.settings import load_settings
 
     return list(load_settings(workspace / "params.yaml").run_specs())
 

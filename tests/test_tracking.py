@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from convbench.settings.config import Settings
+from convbench.settings import Settings
 from convbench.tracking import store as tracking
 
 

@@ -9,9 +9,10 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
+from convbench.core.hashing import fingerprint
 from convbench.evaluation.scoring import evaluate_run, load_model
 from convbench.reporting.compare import compare, gather
-from convbench.settings.config import Settings, fingerprint
+from convbench.settings import Settings
 from convbench.training.fit import train_run
 
 from .conftest import prepared_tiny_digits
@@ -125,7 +126,7 @@ def train_summary(runs: Path, key: str) -> dict:
 def test_ema_weights_replace_the_last_ones_when_fit_ends() -> None:
     import keras
 
-    from convbench.settings.config import Training
+    from convbench.settings import Training
     from convbench.training.fit import ema_momentum_for, make_optimizer
 
     assert not make_optimizer(Training(epochs=1, batch_size=8)).use_ema

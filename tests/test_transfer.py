@@ -18,7 +18,7 @@ from convbench.data.download import ChecksumMismatchError, WeightsUnavailableErr
 from convbench.data.prepare import load_prepared
 from convbench.evaluation.scoring import evaluate_run, load_model
 from convbench.reporting.compare import InputFolders, _notes, gather, to_markdown
-from convbench.settings.config import Settings
+from convbench.settings import Settings
 from convbench.training.transfer import (
     extract_features,
     finetune,

@@ -1,6 +1,6 @@
 import pytest
 
-from convbench.models.variants import VARIANTS, build_variant
+from convbench.models import VARIANTS, build_variant
 
 # Keras `count_params()` of each variant, as EXPERIMENTS.md gives them.
 EXPECTED = {

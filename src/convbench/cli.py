@@ -11,9 +11,9 @@ from rich.console import Console
 from rich.table import Table
 
 from convbench.core.redact import redact
-from convbench.models.variants import VARIANTS
+from convbench.models import VARIANTS
 from convbench.ops.services import Stack
-from convbench.settings.config import ForestRun, Settings, SettingsError, load_settings
+from convbench.settings import ForestRun, Settings, SettingsError, load_settings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 
@@ -128,7 +128,7 @@ def services_stack(
     prefect_port: Annotated[int, typer.Option(help="Prefect server port")] = 4200,
 ) -> None:
     """Where the servers listen, for every `services` command."""
-    from convbench.settings.config import find_project_root
+    from convbench.settings import find_project_root
 
     ctx.obj = Stack(find_project_root(Path.cwd()), host, mlflow_port, prefect_port)
 

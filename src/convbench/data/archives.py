@@ -19,13 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from convbench.core.atomic import atomic_dir
+from convbench.core.errors import ConvbenchError
 
 # No member of the archives convbench reads comes near this; a zip bomb would.
 DEFAULT_MAX_MEMBER_BYTES = 1 << 30
 _CHUNK = 1 << 20
 
 
-class UnsafeArchiveError(ValueError):
+class UnsafeArchiveError(ConvbenchError, ValueError):
     """An archive member would escape the target folder, or is not a plain file."""
 
     def __init__(self, archive: Path, member: str, problem: str) -> None:
@@ -35,7 +36,7 @@ class UnsafeArchiveError(ValueError):
         super().__init__(f"{archive}: member {member!r} refused: {problem}")
 
 
-class ArchiveFormatError(ValueError):
+class ArchiveFormatError(ConvbenchError, ValueError):
     """The file is neither a readable zip nor a readable tar archive."""
 
 

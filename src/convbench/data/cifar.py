@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from convbench.core.errors import ConvbenchError
 from convbench.data.archives import iter_members
 
 ARCHIVE = "cifar-10-python.tar.gz"
@@ -26,7 +27,7 @@ TEST_BATCH = "test_batch"
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
-class CifarFormatError(ValueError):
+class CifarFormatError(ConvbenchError, ValueError):
     """The CIFAR-10 archive or one of its batches is not in the expected format."""
 
 

@@ -27,6 +27,7 @@ import requests
 from urllib3.exceptions import NameResolutionError
 
 from convbench.core.atomic import atomic_path, remove_stale_temporaries
+from convbench.core.errors import ConvbenchError, InputUnavailableError
 from convbench.core.redact import redact
 from convbench.data.sources import Source, SourceFile
 
@@ -38,7 +39,7 @@ DEFAULT_TIMEOUT_S = 60.0
 _RETRYABLE_4XX = frozenset({408, 425, 429})
 
 
-class DownloadError(RuntimeError):
+class DownloadError(ConvbenchError, RuntimeError):
     """A source file could not be fetched and verified."""
 
 
@@ -73,7 +74,7 @@ class Attempt:
     reason: str
 
 
-class SourceUnavailableError(DownloadError):
+class SourceUnavailableError(InputUnavailableError, DownloadError):
     """No candidate could deliver one or more files; says where it looked and how to help."""
 
     def __init__(self, failures: dict[str, tuple[Attempt, ...]], how_to_provide: str) -> None:
@@ -91,7 +92,7 @@ class SourceUnavailableError(DownloadError):
         super().__init__("\n".join(lines))
 
 
-class WeightsUnavailableError(DownloadError):
+class WeightsUnavailableError(InputUnavailableError, DownloadError):
     """Pretrained weights are not where the download stage puts them, or fail their pin."""
 
 

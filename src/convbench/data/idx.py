@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from convbench.core.errors import ConvbenchError
+
 # idx magic: two zero bytes, a type code, then the number of dimensions.
 _IDX_TYPES = {
     0x08: np.uint8,
@@ -18,7 +20,7 @@ _IDX_TYPES = {
 }
 
 
-class IdxFormatError(ValueError):
+class IdxFormatError(ConvbenchError, ValueError):
     """A file is not a valid idx file; the message names it."""
 
 

@@ -21,7 +21,7 @@ from sklearn.model_selection import train_test_split
 
 from convbench.core.atomic import atomic_dir, read_json, write_json
 from convbench.data.readers import Splits
-from convbench.settings.config import Dataset, Profile
+from convbench.settings import Dataset, Profile
 
 SPLITS = ("train", "validation", "test")
 ARRAYS, SHARDS = "arrays", "shards"

@@ -8,7 +8,7 @@ import numpy as np
 
 from convbench.data.cifar import load_cifar10
 from convbench.data.idx import load_mnist
-from convbench.settings.config import Dataset
+from convbench.settings import Dataset
 
 Splits = dict[str, tuple[np.ndarray, np.ndarray]]
 

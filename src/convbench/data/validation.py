@@ -25,6 +25,7 @@ from urllib.parse import unquote, urlparse
 import pandas as pd
 
 from convbench.core.atomic import atomic_dir, atomic_path
+from convbench.core.errors import ConvbenchError
 from convbench.data.manifest import DERIVED_COLUMNS, MANIFEST_COLUMNS
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,7 @@ FILE_COLUMNS = (
 )
 
 
-class DataValidationError(RuntimeError):
+class DataValidationError(ConvbenchError, RuntimeError):
     """The manifest failed at least one expectation (the Data Docs were written first).
 
     ``failures`` holds one dict per failed expectation (see :func:`validate_manifest`);

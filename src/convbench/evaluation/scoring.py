@@ -24,7 +24,7 @@ from convbench.core.plots import confusion_matrix_png
 from convbench.data.prepare import load_prepared, prepared_info
 from convbench.inputs.pipeline import PipelineOptions, prepared_dataset, scaled
 from convbench.models.saving import load_keras_model
-from convbench.settings.config import RunSpec, Settings
+from convbench.settings import RunSpec, Settings
 from convbench.tracking import store as tracking
 from convbench.training.devices import configure_runtime
 from convbench.training.fit import FOREST_MODEL, FOREST_TRUSTED_TYPES, KERAS_MODEL

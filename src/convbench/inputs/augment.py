@@ -23,7 +23,7 @@ import math
 
 import tensorflow as tf
 
-from convbench.settings.config import Augmentation
+from convbench.settings import Augmentation
 
 _FILL = {"nearest": "NEAREST", "constant": "CONSTANT", "reflect": "REFLECT", "wrap": "WRAP"}
 

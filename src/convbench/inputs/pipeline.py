@@ -19,7 +19,7 @@ import tensorflow as tf
 from convbench.data.prepare import ARRAYS, load_prepared, prepared_info, shard_files
 from convbench.data.shards import parse
 from convbench.inputs.augment import augment_batch
-from convbench.settings.config import Augmentation
+from convbench.settings import Augmentation
 
 AUTOTUNE = tf.data.AUTOTUNE
 # Cache decoded uint8 images only while they stay this small (2,000 Cats vs Dogs at

@@ -12,8 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from convbench.core.errors import ConvbenchError
 
-class UnsafeModelError(ValueError):
+
+class UnsafeModelError(ConvbenchError, ValueError):
     """A saved model holds code that safe mode will not run; it is not loaded."""
 
 

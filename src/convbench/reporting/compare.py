@@ -18,10 +18,11 @@ import mlflow
 import pandas as pd
 
 from convbench.core.atomic import write_json, write_text
+from convbench.core.hashing import fingerprint
 from convbench.core.plots import bar_chart_png, stacked_bar_chart_png
 from convbench.data.sources import SOURCES, Source
-from convbench.models.variants import VARIANTS
-from convbench.settings.config import RunSpec, Settings, fingerprint
+from convbench.models import VARIANTS
+from convbench.settings import RunSpec, Settings
 from convbench.tracking import store as tracking
 
 COLUMNS = {

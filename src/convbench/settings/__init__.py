@@ -1,0 +1,73 @@
+"""Settings: ``params.yaml`` parsed and validated in one place, plus the environment.
+
+``schema`` holds the sections' models, ``params`` the whole file and its checks,
+``environment`` what comes from environment variables, ``runs`` each run resolved once
+into a frozen :class:`RunSpec`, ``loading`` the :class:`Settings` every stage gets.
+This package imports nothing of convbench above ``core``.
+"""
+
+from convbench.settings.environment import (
+    Environment,
+    default_tracking_uri,
+    find_project_root,
+    read_environment,
+)
+from convbench.settings.loading import Settings, load_settings
+from convbench.settings.params import (
+    PROFILE_NAMES,
+    KnownNames,
+    Params,
+    SettingsError,
+    load_params,
+    parse_params,
+    transfer_run_keys,
+)
+from convbench.settings.runs import RunSpec, image_size
+from convbench.settings.schema import (
+    Augmentation,
+    Dataset,
+    FileChecks,
+    FineTuning,
+    Folders,
+    ForestRun,
+    ImageShape,
+    KerasRun,
+    Pretrained,
+    Profile,
+    Registry,
+    Runtime,
+    Training,
+    Transfer,
+)
+
+__all__ = [
+    "PROFILE_NAMES",
+    "Augmentation",
+    "Dataset",
+    "Environment",
+    "FileChecks",
+    "FineTuning",
+    "Folders",
+    "ForestRun",
+    "ImageShape",
+    "KerasRun",
+    "KnownNames",
+    "Params",
+    "Pretrained",
+    "Profile",
+    "Registry",
+    "RunSpec",
+    "Runtime",
+    "Settings",
+    "SettingsError",
+    "Training",
+    "Transfer",
+    "default_tracking_uri",
+    "find_project_root",
+    "image_size",
+    "load_params",
+    "load_settings",
+    "parse_params",
+    "read_environment",
+    "transfer_run_keys",
+]

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from convbench.core.atomic import atomic_dir, write_text
+from convbench.core.errors import ConvbenchError
 from convbench.data.download import fetch_source
 from convbench.data.image_archive import FolderLayout, accepted_image_bytes, scan_image_archive
 from convbench.data.images import CONVERTED, QUARANTINED, ImagePolicy
@@ -27,7 +28,7 @@ from convbench.data.validation import (
     validate_manifest,
     write_summary,
 )
-from convbench.settings.config import Dataset, Settings
+from convbench.settings import Dataset, Settings
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ MANIFEST = "manifest.parquet"
 QUARANTINE_LIST = "quarantine.csv"
 
 
-class ValidationNotPassedError(RuntimeError):
+class ValidationNotPassedError(ConvbenchError, RuntimeError):
     """Preparing data whose validation did not pass."""
 
 

@@ -1,15 +1,26 @@
-"""Running a stage entry point: logging set up, known failures as one clear message."""
+"""Running a stage entry point: settings loaded, logging set up, known failures as one
+clear message.
+
+Every ``pipelines/<stage>.py`` is ``run_stage(convbench.stages.<stage>.main)``: Typer
+parses the command line from ``main``'s signature, ``main`` makes the one call into the
+stage function that flows and tests call too.
+"""
 
 from __future__ import annotations
 
 import functools
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import typer
 
+from convbench.core.errors import ConvbenchError, InputUnavailableError
 from convbench.core.logs import setup_logging
+from convbench.data.sources import SOURCES
+from convbench.models.catalog import VARIANTS
+from convbench.settings import KnownNames, Settings, load_settings
 
 log = logging.getLogger("convbench")
 
@@ -19,41 +30,16 @@ log = logging.getLogger("convbench")
 EXIT_UNAVAILABLE = 69
 
 
-def unavailable_errors() -> tuple[type[BaseException], ...]:
-    """Failures meaning "this input is not available here", not "something is broken"."""
-    from convbench.data.download import SourceUnavailableError, WeightsUnavailableError
-
-    return (SourceUnavailableError, WeightsUnavailableError)
-
-
-def expected_errors() -> tuple[type[BaseException], ...]:
-    """Failures whose message already says what is wrong: no traceback needed."""
-    from convbench.data.archives import ArchiveFormatError, UnsafeArchiveError
-    from convbench.data.cifar import CifarFormatError
-    from convbench.data.download import DownloadError
-    from convbench.data.idx import IdxFormatError
-    from convbench.data.validation import DataValidationError
-    from convbench.models.saving import UnsafeModelError
-    from convbench.settings.config import SettingsError
-    from convbench.stages.data import ValidationNotPassedError
-    from convbench.tracking.store import TrackingStoreError
-    from convbench.training.devices import RuntimeConfigError
-    from convbench.training.fit import TrainingDivergedError
-
-    return (
-        SettingsError,
-        DownloadError,
-        IdxFormatError,
-        CifarFormatError,
-        ArchiveFormatError,
-        UnsafeArchiveError,
-        DataValidationError,
-        ValidationNotPassedError,
-        RuntimeConfigError,
-        TrackingStoreError,
-        TrainingDivergedError,
-        UnsafeModelError,
+def known_names() -> KnownNames:
+    """The source and variant names params.yaml may use (their registries live below)."""
+    return KnownNames(
+        sources=frozenset(SOURCES), variants={name: v.kind for name, v in VARIANTS.items()}
     )
+
+
+def stage_settings(params: Path) -> Settings:
+    """``params`` loaded with every name checked: what each stage's ``main`` works from."""
+    return load_settings(params, known=known_names())
 
 
 def run_stage(main: Callable[..., Any]) -> None:
@@ -65,10 +51,10 @@ def run_stage(main: Callable[..., Any]) -> None:
     def guarded(*args: Any, **kwargs: Any) -> Any:
         try:
             return main(*args, **kwargs)
-        except unavailable_errors() as error:
+        except InputUnavailableError as error:
             log.error("%s", error)
             raise typer.Exit(EXIT_UNAVAILABLE) from None
-        except expected_errors() as error:
+        except ConvbenchError as error:  # its message already says what is wrong
             log.error("%s", error)
             raise typer.Exit(1) from None
 

@@ -24,9 +24,9 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from convbench.core.atomic import write_json
+from convbench.models import VARIANTS
 from convbench.models.saving import refusing_unsafe
-from convbench.models.variants import VARIANTS
-from convbench.settings.config import RunSpec, Settings
+from convbench.settings import RunSpec, Settings
 from convbench.tracking import store as tracking
 
 log = logging.getLogger(__name__)

@@ -24,8 +24,10 @@ from filelock import FileLock, Timeout
 from mlflow.entities import Run, RunStatus
 from mlflow.tracking import MlflowClient
 
+from convbench.core.errors import ConvbenchError
+from convbench.core.hashing import fingerprint
 from convbench.core.redact import redact
-from convbench.settings.config import Environment, Settings, default_tracking_uri, fingerprint
+from convbench.settings import Environment, Settings, default_tracking_uri
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +41,7 @@ HEALTH_TIMEOUT_S = 5.0
 STORE_CREATION_TIMEOUT_S = 300.0
 
 
-class TrackingStoreError(RuntimeError):
+class TrackingStoreError(ConvbenchError, RuntimeError):
     """The tracking store cannot hold this run as configured; the message says what to do."""
 
 

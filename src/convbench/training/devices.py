@@ -14,14 +14,15 @@ import platform
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from convbench.settings.config import Runtime
+from convbench.core.errors import ConvbenchError
+from convbench.settings import Runtime
 
 log = logging.getLogger(__name__)
 
 POLICIES = {"none": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
 
 
-class RuntimeConfigError(RuntimeError):
+class RuntimeConfigError(ConvbenchError, RuntimeError):
     """The runtime asked for cannot be had on this machine (e.g. ``device: gpu``, no GPU)."""
 
 

@@ -28,6 +28,8 @@ from mlflow.models.model import ModelInfo
 from mlflow.tracking import MlflowClient
 
 from convbench.core.atomic import Staging, all_or_nothing, write_json, write_text
+from convbench.core.errors import ConvbenchError
+from convbench.core.hashing import fingerprint
 from convbench.core.plots import image_grid_png, learning_curves_png
 from convbench.core.redact import redact
 from convbench.data.prepare import ARRAYS, load_prepared, prepared_info
@@ -39,14 +41,13 @@ from convbench.inputs.pipeline import (
     prepared_input_shape,
     scaled,
 )
-from convbench.models.variants import build_variant
-from convbench.settings.config import (
+from convbench.models import build_variant
+from convbench.settings import (
     Augmentation,
     ForestRun,
     KerasRun,
     Settings,
     Training,
-    fingerprint,
 )
 from convbench.tracking import store as tracking
 from convbench.training.checkpoints import Checkpoint, EarlyStoppingState, Progress
@@ -76,7 +77,7 @@ class TrainResult:
     final: dict[str, float] = field(default_factory=dict)
 
 
-class TrainingDivergedError(RuntimeError):
+class TrainingDivergedError(ConvbenchError, RuntimeError):
     """The loss stopped being a finite number: the run failed, whatever fit returned."""
 
 

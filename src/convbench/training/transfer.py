@@ -31,22 +31,12 @@ from convbench.data.prepare import SPLITS, prepared_info, save_prepared
 from convbench.data.sources import SOURCES, Source
 from convbench.inputs.pipeline import PipelineOptions, prepared_dataset, prepared_input_shape
 from convbench.models.saving import load_keras_model
-from convbench.settings.config import KerasRun, Settings, Training, transfer_run_keys
+from convbench.models.vgg16 import BASES, finetune_model
+from convbench.settings import KerasRun, Settings, Training, transfer_run_keys
 from convbench.training.devices import configure_runtime, describe_device
 from convbench.training.fit import KERAS_MODEL, RunRecord, train_keras_run
 
 log = logging.getLogger(__name__)
-
-
-def vgg16_base(input_shape: tuple[int, ...], weights: Path | None) -> keras.Model:
-    """VGG16's convolutional base (no top); ``weights``: a Keras VGG16 notop weights file."""
-    base = keras.applications.VGG16(include_top=False, weights=None, input_shape=input_shape)
-    if weights is not None:
-        base.load_weights(weights)
-    return base
-
-
-BASES = {"vgg16": vgg16_base}
 
 
 def pretrained_base(
@@ -64,22 +54,6 @@ def pretrained_base(
     if failed is not None:  # not "unavailable": something replaced a verified file
         raise failed
     return BASES[architecture](input_shape, path)
-
-
-def attach_head(base: keras.Model, head: keras.Model, name: str) -> keras.Model:
-    """The base with the head on its output, as one model (the decks' construction)."""
-    return keras.Model(base.inputs, head(base.outputs[0]), name=name)
-
-
-def unfreeze_from(base: keras.Model, layer_name: str) -> list[str]:
-    """Freeze the base's layers before ``layer_name``; train it and the ones after it."""
-    names = [layer.name for layer in base.layers]
-    if layer_name not in names:
-        raise ValueError(f"trainable_from: the base has no layer {layer_name!r}; layers: {names}")
-    start = names.index(layer_name)
-    for index, layer in enumerate(base.layers):
-        layer.trainable = index >= start
-    return names[start:]
 
 
 def extract_features(
@@ -172,14 +146,6 @@ def train_head(
         },
         verbose=verbose,
     )
-
-
-def finetune_model(
-    base: keras.Model, head: keras.Model, trainable_from: str, name: str
-) -> keras.Model:
-    """The base with the trained head on top, trainable from ``trainable_from`` on."""
-    unfreeze_from(base, trainable_from)
-    return attach_head(base, head, name)
 
 
 def finetune(

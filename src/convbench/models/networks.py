@@ -1,47 +1,17 @@
-"""Model variants: one small builder per variant, registered by name.
+"""The decks' Keras networks: MLP, CNN, LeNet-5, the small Cats vs Dogs and CIFAR-10
+convnets, each with a batch-normalised twin where the decks have one.
 
-Adding a variant is one function here plus one entry under ``runs`` in params.yaml.
-Keras is imported inside the builders so that reading the settings (which checks
-variant names against this registry) does not pay for importing TensorFlow.
-Builders use plain Keras 3 layers only, so any Keras backend (TensorFlow, JAX) runs them.
+Keras is imported inside the builders: the catalogue (which the settings' name check and
+the report read) costs no TensorFlow import. Builders use plain Keras 3 layers only, so
+any Keras backend (TensorFlow, JAX) runs them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-Builder = Callable[[tuple[int, int, int], int], Any]
-
-
-@dataclass(frozen=True)
-class Variant:
-    name: str
-    kind: Literal["keras", "sklearn"]
-    build: Builder
-    description: str
-
-
-VARIANTS: dict[str, Variant] = {}
-
-
-def register(
-    name: str, kind: Literal["keras", "sklearn"] = "keras"
-) -> Callable[[Builder], Builder]:
-    def decorator(build: Builder) -> Builder:
-        if name in VARIANTS:
-            raise ValueError(f"variant {name!r} is registered twice")
-        VARIANTS[name] = Variant(name, kind, build, (build.__doc__ or "").strip())
-        return build
-
-    return decorator
-
-
-def build_variant(name: str, input_shape: tuple[int, int, int], num_classes: int) -> Any:
-    if name not in VARIANTS:
-        raise KeyError(f"unknown variant {name!r}; allowed: {sorted(VARIANTS)}")
-    return VARIANTS[name].build(input_shape, num_classes)
+from convbench.models.catalog import register
 
 
 def _head(num_classes: int) -> Any:
@@ -203,27 +173,6 @@ for _name, _build in (("cnn", cnn), ("small_cnn", small_cnn), ("deep_cnn", deep_
     _register_with_batch_norm(_name, _build)
 
 
-@register("vgg16_features")
-def vgg16_features(input_shape: tuple[int, int, int], num_classes: int) -> Any:
-    """The classifier on stored VGG16 features (4x4x512 at 150x150): Flatten → Dense 64 →
-    Dropout .5 → sigmoid. The base runs once, in the extract_features stage."""
-    from keras import layers
-
-    stack = [layers.Flatten(), layers.Dense(64, activation="relu"), layers.Dropout(0.5)]
-    return _sequential("vgg16_features", input_shape, [*stack, _head(num_classes)])
-
-
-@register("vgg16_finetune")
-def vgg16_finetune(input_shape: tuple[int, int, int], num_classes: int) -> Any:
-    """The VGG16 base with the vgg16_features head on top; fine-tuning trains its last
-    block and the head (see convbench.training.transfer). Built here without weights."""
-    from convbench.training.transfer import attach_head, vgg16_base
-
-    base = vgg16_base(input_shape, weights=None)
-    head = vgg16_features(tuple(base.output.shape[1:]), num_classes)
-    return attach_head(base, head, name="vgg16_finetune")
-
-
 @register("lenet5")
 def lenet5(input_shape: tuple[int, int, int], num_classes: int) -> Any:
     """LeNet-5 (tanh): 28x28 inputs are zero-padded by 2 to the 32x32 it was designed for."""
@@ -246,11 +195,3 @@ def lenet5(input_shape: tuple[int, int, int], num_classes: int) -> Any:
         ],
         name="lenet5",
     )
-
-
-@register("random_forest", kind="sklearn")
-def random_forest(input_shape: tuple[int, int, int], num_classes: int) -> Any:
-    """scikit-learn RandomForest on flattened pixels: the baseline the decks compare with."""
-    from sklearn.ensemble import RandomForestClassifier
-
-    return RandomForestClassifier()

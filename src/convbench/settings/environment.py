@@ -1,0 +1,82 @@
+"""What comes from the environment rather than params.yaml: where the project is, the
+tracking store, the mirror, the runner's name. Read here and nowhere else."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from convbench.settings.params import SettingsError
+from convbench.settings.schema import _Strict
+
+
+class Environment(_Strict):
+    """What comes from the environment rather than params.yaml (never a tunable)."""
+
+    project_root: Path
+    mirror: str | None = None
+    tracking_uri: str
+    dvc_stage: str | None = None
+    dvc_exp_name: str | None = None
+    # Which machine (or worker) ran it, recorded with every run: CONVBENCH_RUNNER or the host.
+    runner: str = Field(default_factory=socket.gethostname)
+    # Fan-out: the DVC remote runners share (else the repository's default remote), and
+    # where flow runs make their own checkouts (else the system's temporary folder).
+    dvc_remote: str | None = None
+    workspaces: Path | None = None
+    # A tracking server that does not answer: fail the stage (none), or record into the
+    # project's own store with a warning (local). CONVBENCH_TRACKING_FALLBACK.
+    tracking_fallback: Literal["none", "local"] = "none"
+
+
+def find_project_root(start: Path) -> Path:
+    """The folder holding params.yaml; from a DVC temp workspace, the real project.
+
+    ``dvc exp run --temp`` and queued experiments run in ``<root>/.dvc/tmp/exps/<tmp>``:
+    tracking must land in the project's own store, not in that throwaway copy.
+    """
+    start = start.resolve()
+    parts = start.parts
+    for index in range(len(parts) - 3):
+        if parts[index : index + 3] == (".dvc", "tmp", "exps"):
+            return Path(*parts[:index])
+    for folder in (start, *start.parents):
+        if (folder / "params.yaml").exists():
+            return folder
+    return start
+
+
+def default_tracking_uri(root: Path) -> str:
+    return f"sqlite:///{(root / 'mlflow.db').as_posix()}"
+
+
+def read_environment(environ: dict[str, str] | None = None, cwd: Path | None = None) -> Environment:
+    environ = dict(os.environ if environ is None else environ)
+    root = find_project_root(cwd or Path.cwd())
+    mirror = environ.get("CONVBENCH_MIRROR") or None
+    if mirror and "://" not in mirror:
+        mirror = str(Path(mirror).expanduser().resolve())
+    return Environment(
+        project_root=root,
+        mirror=mirror,
+        tracking_uri=environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(root),
+        dvc_stage=environ.get("DVC_STAGE") or None,
+        dvc_exp_name=environ.get("DVC_EXP_NAME") or None,
+        runner=environ.get("CONVBENCH_RUNNER") or socket.gethostname(),
+        dvc_remote=environ.get("CONVBENCH_DVC_REMOTE") or None,
+        workspaces=Path(environ["CONVBENCH_WORKSPACES"])
+        if environ.get("CONVBENCH_WORKSPACES")
+        else None,
+        tracking_fallback=_tracking_fallback(environ),
+    )
+
+
+def _tracking_fallback(environ: dict[str, str]) -> Literal["none", "local"]:
+    value = environ.get("CONVBENCH_TRACKING_FALLBACK") or "none"
+    if value not in ("none", "local"):
+        raise SettingsError(f"CONVBENCH_TRACKING_FALLBACK: got {value!r}; allowed: none, local")
+    return value  # type: ignore[return-value]
