@@ -32,7 +32,7 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 180
 # Stage commands say `python`: the locked environment comes first on PATH.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help env run test bench lint repro ui ui-stop deploy worker
+.PHONY: help env run test test-fast bench lint repro ui ui-stop deploy worker
 
 help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -47,8 +47,11 @@ env: $(UV) ## create or refresh .venv from uv.lock
 run: env ## run the experiments through the Prefect flow (PROFILE=quick|full|ci, WAIT=1)
 	$(VENV)/bin/python -m flows.experiment --profile $(PROFILE) $(if $(filter 1 yes true,$(WAIT)),--wait)
 
-test: env ## run the test suite (two workers: the end-to-end tests mostly wait)
+test: env ## run the whole test suite, CI's command (two workers: the end-to-end tests mostly wait)
 	$(VENV)/bin/python -m pytest -n 2 --dist worksteal
+
+test-fast: env ## the inner loop: every test but the end-to-end ones (-m "not slow")
+	$(VENV)/bin/python -m pytest -n 2 --dist worksteal -m "not slow"
 
 bench: env ## input-pipeline and VGG16 benchmarks → bench/RESULTS.md (needs the mirror)
 	$(VENV)/bin/python -m bench.input_pipeline
@@ -72,5 +75,6 @@ worker: env ## join a work pool from this machine: make worker POOL=convbench-gp
 	CONVBENCH_RUNNER=$(NAME) $(VENV)/bin/prefect worker start --pool $(POOL) --type process \
 		--name $(NAME) --limit 1
 
-repro: env ## plain `dvc repro` of whatever params.yaml says, without Prefect
-	$(VENV)/bin/dvc repro
+repro: env ## plain `dvc repro` of params.yaml, no Prefect; the run lock as make run (WAIT=1)
+	$(VENV)/bin/python -m convbench.ops.runlock $(if $(filter 1 yes true,$(WAIT)),--wait) \
+		-- $(VENV)/bin/dvc repro

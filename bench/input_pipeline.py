@@ -119,7 +119,7 @@ def tfdata_training(zip_path: Path, work: Path) -> dict[str, Any]:
 
 
 def _vgg16() -> Any:
-    from convbench.training.transfer import vgg16_base
+    from convbench.models.vgg16 import vgg16_base
 
     return vgg16_base((*SIZE, 3), weights=None)
 

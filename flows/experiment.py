@@ -16,36 +16,28 @@ Runs on Prefect's ephemeral local API with no server started:
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated
 
-import networkx as nx
 import typer
-from prefect import flow, get_run_logger, task
+from prefect import Task, flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
-from convbench.ops import runlock
-from convbench.ops.workspace import stage_graph
-from convbench.settings import PROFILE_NAMES, load_settings
-from convbench.stages.entry import EXIT_UNAVAILABLE
+from convbench.models.variants import VARIANTS
+from convbench.ops import planning, runlock
+from convbench.settings import PROFILE_NAMES, load_settings, read_environment
+from convbench.stages.entry import EXIT_UNAVAILABLE, stage_settings
+from convbench.tracking.abandoned import sweep_abandoned
 
 DOWNLOAD_RETRIES = 2
-DOWNLOAD_STAGES = ("download", "download_weights")
-DATA_STAGES = ("download", "validate", "prepare")
-# Stages with one item per dataset: selected with the dataset.
-DATASET_STAGES = (*DATA_STAGES, "register")
-# Runs whatever is missing: it is the report that says what is missing and why. What
-# follows it (the registry) is held back only by its own dataset's inputs.
-REPORT_STAGE = "compare"
-UNAVAILABLE = "unavailable"
 # How `dvc repro` reports a stage command's exit status.
 _EXITED = re.compile(r"exited with (\d+)")
+# How `dvc repro` says it took a stage's outputs from its run cache instead of running it.
+_RESTORED = "is cached - skipping run"
 
 
 @task(name="apply-overrides")
@@ -56,81 +48,7 @@ def apply_overrides(root: Path, overrides: list[str]) -> None:
     if overrides:
         dvc_apply(root / "params.yaml", overrides)
         get_run_logger().info("params.yaml overrides: %s", " ".join(overrides))
-    load_settings(root / "params.yaml")  # fail here, with the key named, not in a stage
-
-
-def stage_order(root: Path) -> tuple[list[str], nx.DiGraph]:
-    """Stage names, dependencies first, and the DAG (edges point to dependencies)."""
-    names = stage_graph(root)
-    # Dependencies first; among the ready ones, group by item so each run's train and
-    # evaluate tasks sit side by side in the UI.
-    order = nx.lexicographical_topological_sort(
-        names.reverse(copy=False), key=lambda name: (name.partition("@")[2], name)
-    )
-    return list(order), names
-
-
-def select_stages(
-    root: Path, order: list[str], datasets: Iterable[str] | None, variants: Iterable[str] | None
-) -> list[str]:
-    """The stages a (datasets, variants) selection needs; ``None`` selects everything.
-
-    A transfer entry's stages come as a whole when either of its runs is selected
-    (fine-tuning starts from the head trained on features).
-    """
-    settings = load_settings(root / "params.yaml")
-    params, specs = settings.params, settings.run_specs()
-    for kind, given, known in (
-        ("datasets", datasets, set(params.datasets)),
-        ("variants", variants, {spec.variant for spec in specs.values()}),
-    ):
-        unknown = set(given or ()) - known
-        if unknown:
-            raise ValueError(f"{kind}: unknown {sorted(unknown)}; allowed: {sorted(known)}")
-    wanted = [
-        spec
-        for spec in specs.values()
-        if (datasets is None or spec.dataset in set(datasets))
-        and (variants is None or spec.variant in set(variants))
-    ]
-    items = {spec.key for spec in wanted} | {spec.transfer for spec in wanted if spec.transfer}
-    needed_data = {spec.dataset for spec in wanted} | set(datasets or ())
-    bases = {params.transfer[spec.transfer].base for spec in wanted if spec.transfer}
-    selected = []
-    for name in order:
-        stage, _, item = name.partition("@")
-        if (
-            not item
-            or (stage in DATASET_STAGES and item in needed_data)
-            or (stage == "download_weights" and item in bases)
-            or (stage not in (*DATASET_STAGES, "download_weights") and item in items)
-        ):
-            selected.append(name)
-    return selected
-
-
-def stale_stages(root: Path, selected: list[str], graph: nx.DiGraph) -> list[str]:
-    """The selected stages DVC finds changed, and those downstream of one, in order."""
-    from dvc.repo import Repo
-
-    # DVC resolves targets, and names what changed, relative to the current folder.
-    with contextlib.chdir(root), Repo(str(root)) as repo:
-        changed = set(repo.status(targets=selected))
-    stale = set(changed)
-    for name in changed:
-        stale |= nx.ancestors(graph, name)  # every stage that depends on it
-    return [s for s in selected if s in stale]
-
-
-def download_dependents(selected: list[str], graph: nx.DiGraph) -> dict[str, list[str]]:
-    """For each selected download stage, the selected stages its input holds back: all
-    that depend on it other than through the report (which says what is missing)."""
-    beside_report = graph.subgraph(n for n in graph if n != REPORT_STAGE)
-    return {
-        name: [s for s in selected if s in nx.ancestors(beside_report, name)]
-        for name in selected
-        if name.partition("@")[0] in DOWNLOAD_STAGES
-    }
+    stage_settings(root / "params.yaml", VARIANTS)  # fail here, naming the key, not in a stage
 
 
 @task(name="plan")
@@ -139,16 +57,17 @@ def plan(
 ) -> tuple[list[str], list[str], dict[str, list[str]]]:
     """(selected stages in order, those that are stale or downstream of a stale one,
     and for each download stage the selected stages that depend on it)."""
-    order, graph = stage_order(root)
-    selected = select_stages(root, order, datasets, variants)
-    stale = stale_stages(root, selected, graph)
+    order, graph = planning.stage_order(root)
+    settings = load_settings(root / "params.yaml")
+    selected = planning.select_stages(settings, order, datasets, variants)
+    stale = planning.stale_stages(root, selected, graph)
     get_run_logger().info(
         "%d stages selected, %d to check: %s",
         len(selected),
         len(stale),
         ", ".join(stale) or "none",
     )
-    return selected, stale, download_dependents(selected, graph)
+    return selected, stale, planning.download_dependents(selected, graph)
 
 
 def stage_environment(root: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -175,6 +94,7 @@ def run_stage(root: Path, stage: str, stale: bool, env: dict[str, str] | None = 
     logger = get_run_logger()
     if not stale:
         logger.info("%s is up to date", stage)
+        end_abandoned(root, stage, "is up to date", env)
         return "up to date"
     command = [sys.executable, "-m", "dvc", "repro", "--single-item", stage]
     env = stage_environment(root, env)
@@ -188,12 +108,14 @@ def run_stage(root: Path, stage: str, stale: bool, env: dict[str, str] | None = 
         bufsize=1,
     )
     tail: list[str] = []
+    cached = False
     assert process.stdout is not None
     for line in process.stdout:
         line = line.rstrip()
         if line:
             logger.info(line)
             tail = [*tail[-19:], line]
+            cached = cached or _RESTORED in line
     if process.wait() != 0:
         exits = _EXITED.findall("\n".join(tail))
         if exits and int(exits[-1]) == EXIT_UNAVAILABLE:
@@ -201,9 +123,37 @@ def run_stage(root: Path, stage: str, stale: bool, env: dict[str, str] | None = 
             logger.warning(
                 "%s: input not available here, skipping what depends on it:\n%s", stage, why
             )
-            return f"{UNAVAILABLE}: {why}"
+            return f"{planning.UNAVAILABLE}: {why}"
         raise RuntimeError(f"stage {stage} failed (exit {process.returncode}):\n" + "\n".join(tail))
+    if cached:
+        end_abandoned(root, stage, "was restored from DVC's run cache", env)
     return "ran"
+
+
+def end_abandoned(root: Path, stage: str, why: str, env: dict[str, str] | None) -> None:
+    """A training stage with a current result: end what its killed trainings left."""
+    key = planning.trained_run_key(stage)
+    if key is not None:
+        environment = read_environment({**os.environ, **(env or {})}, cwd=root)
+        sweep_abandoned(environment, key, f"{stage} {why}")
+
+
+def stage_task(stage: str) -> Task[..., str]:
+    """``run_stage``, retried for downloads: transfers that fail can succeed again, while an
+    input that is not there at all returns "unavailable" instead of failing (no retries)."""
+    if planning.stage_kind(stage) in planning.DOWNLOAD_STAGES:
+        return run_stage.with_options(retries=DOWNLOAD_RETRIES, retry_delay_seconds=5)
+    return run_stage
+
+
+def skip_if_blocked(
+    stage: str, dependents: dict[str, list[str]], outcome: dict[str, str]
+) -> str | None:
+    """``planning.skip_reason``, said in the flow run's log when the stage is skipped."""
+    reason = planning.skip_reason(stage, dependents, outcome)
+    if reason:
+        get_run_logger().warning("%s %s", stage, reason)
+    return reason
 
 
 def _unavailable_message(tail: list[str]) -> str:
@@ -253,36 +203,12 @@ def run_experiments(
     """The experiment flow's work, in a flow run holding the checkout's lock."""
     apply_overrides(root, [f"profile={profile}", *(overrides or [])])
     selected, stale, dependents = plan(root, datasets, variants)
-    logger = get_run_logger()
     outcome: dict[str, str] = {}
     for stage in selected:
-        missing = blocked_by(stage, dependents, outcome)
-        if missing and stage != REPORT_STAGE:
-            outcome[stage] = f"skipped: {missing} is unavailable"
-            logger.warning("%s skipped: its input %s is not available", stage, missing)
-            continue
-        # Transfers that fail are retried; an input that is not here at all returns
-        # "unavailable" instead of failing, so it is not retried in vain.
-        task_fn = (
-            run_stage.with_options(retries=DOWNLOAD_RETRIES, retry_delay_seconds=5)
-            if stage.partition("@")[0] in DOWNLOAD_STAGES
-            else run_stage
-        )
-        outcome[stage] = task_fn(root, stage, stage in stale)
+        reason = skip_if_blocked(stage, dependents, outcome)
+        outcome[stage] = reason or stage_task(stage)(root, stage, stage in stale)
     publish_comparison(root, outcome)
     return outcome
-
-
-def _unavailable(result: str | None) -> bool:
-    return bool(result) and result.startswith(UNAVAILABLE)
-
-
-def blocked_by(stage: str, dependents: dict[str, list[str]], outcome: dict[str, str]) -> str | None:
-    """The download stage whose input is unavailable and that ``stage`` depends on, if any."""
-    return next(
-        (d for d, after in dependents.items() if stage in after and _unavailable(outcome.get(d))),
-        None,
-    )
 
 
 def publish_comparison(root: Path, outcome: dict[str, str]) -> None:
@@ -290,12 +216,12 @@ def publish_comparison(root: Path, outcome: dict[str, str]) -> None:
     logger = get_run_logger()
     report = root / "reports" / "compare" / "comparison.md"
     text = report.read_text() if report.exists() else "No comparison yet."
-    missing = {stage: why for stage, why in outcome.items() if _unavailable(why)}
+    missing = {stage: why for stage, why in outcome.items() if planning.is_unavailable(why)}
     skipped = [stage for stage, why in outcome.items() if why.startswith("skipped")]
     if missing:
         lines = ["", "## Not run here", ""]
         for stage, why in missing.items():
-            body = why.removeprefix(f"{UNAVAILABLE}: ").replace("\n", "\n    ")
+            body = why.removeprefix(f"{planning.UNAVAILABLE}: ").replace("\n", "\n    ")
             lines.append(f"- `{stage}`:\n    {body}")
         lines.append(
             f"\n{len(skipped)} stages depending on them were skipped: {', '.join(skipped)}."

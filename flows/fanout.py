@@ -7,6 +7,10 @@ workers do the scheduling, git and the DVC remote carry code, metadata and data 
 machines, and every run logs to the shared MLflow server; nothing here queues or
 schedules by itself.
 
+The repository, the MLflow server and the DVC remote come from each worker's environment
+(``CONVBENCH_REPOSITORY``, ``MLFLOW_TRACKING_URI``, ``CONVBENCH_DVC_REMOTE``), never from
+flow parameters, which the Prefect UI shows as they are.
+
 1. The dispatcher clones the repository into its own checkout, on a new branch
    ``convbench/fanout-<id>``, applies the overrides, pulls the data stages' outputs
    from the DVC remote, runs what is stale of them, pushes their outputs and the commit.
@@ -23,72 +27,67 @@ schedules by itself.
 from __future__ import annotations
 
 import shutil
-from collections import defaultdict
 from pathlib import Path
 from typing import Annotated, Any
 
+import networkx as nx
 import typer
 from prefect import flow, get_run_logger, task
 from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
 from prefect.runtime import flow_run as current_run
 
+from convbench.core.redact import redact
+from convbench.ops import planning
 from convbench.ops import workspace as ws
-from convbench.settings import PROFILE_NAMES, read_environment
+from convbench.settings import PROFILE_NAMES, Environment, load_settings, read_environment
 from convbench.tracking.store import is_local_store
 from flows.experiment import (
-    DATA_STAGES,
-    DOWNLOAD_STAGES,
-    REPORT_STAGE,
     DatasetOption,
     ProfileOption,
     SetParamOption,
     VariantOption,
     apply_overrides,
-    blocked_by,
-    download_dependents,
     publish_comparison,
     run_stage,
-    select_stages,
-    stage_order,
-    stale_stages,
+    skip_if_blocked,
+    stage_task,
 )
 
 UNIT_DEPLOYMENT = "convbench-unit/gpu"
-INPUT_STAGES = (*DATA_STAGES, "download_weights")
-GATHER_STAGES = (REPORT_STAGE, "register")
 
 
 def _short_id() -> str:
     return (current_run.get_id() or "local")[:8]
 
 
-def unit_groups(selected: list[str]) -> dict[str, list[str]]:
-    """The selected training stages by run (or transfer entry), in DAG order: one unit each."""
-    units: dict[str, list[str]] = defaultdict(list)
-    for name in selected:
-        stage, _, item = name.partition("@")
-        if stage not in (*INPUT_STAGES, *GATHER_STAGES):
-            units[item].append(name)
-    return dict(units)
+def shared_tracking_uri(env: Environment) -> str:
+    """The MLflow server this worker's runs log to; a local store cannot be shared."""
+    if is_local_store(env.tracking_uri):
+        raise ValueError(
+            "a fan-out needs an MLflow server every runner can reach: set MLFLOW_TRACKING_URI"
+            " in the workers' environment (make ui starts one and hands it to its workers)"
+        )
+    return env.tracking_uri
 
 
 @task(name="checkout")
-def checkout(repository: str, ref: str, label: str, branch: str | None = None) -> Path:
-    """A checkout of its own for this flow run: ``repository`` at ``ref``."""
+def checkout(ref: str, label: str, branch: str | None = None) -> Path:
+    """A checkout of its own for this flow run: the shared repository at ``ref``."""
     env = read_environment()
+    repository = env.repository or ws.default_repository(env.project_root)
     folder = ws.new_workspace(env.workspaces, label)
     sha = ws.clone(repository, ref, folder)
     if branch:
         ws.git(folder, "switch", "--quiet", "--create", branch)
-    get_run_logger().info("%s at %s in %s", repository, sha[:12], folder)
+    get_run_logger().info("%s at %s in %s", redact(repository), sha[:12], folder)
     return folder
 
 
 @task(name="dvc-pull")
-def pull_outputs(checkout_dir: Path, stages: list[str], remote: str | None) -> None:
-    """Pull the outputs of ``stages`` from the DVC remote (what it has of them)."""
-    ws.use_remote(checkout_dir, remote)
+def pull_outputs(checkout_dir: Path, stages: list[str]) -> None:
+    """Pull the outputs of ``stages`` from the shared DVC remote (what it has of them)."""
+    ws.use_remote(checkout_dir, read_environment().dvc_remote)
     if stages:
         get_run_logger().info("pulling the outputs of %s", ", ".join(stages))
         ws.dvc(checkout_dir, "pull", "--allow-missing", *stages)
@@ -112,27 +111,22 @@ def push_experiment(checkout_dir: Path, stages: list[str], experiment: str) -> s
 
 @flow(name="convbench-unit", flow_run_name="{unit}")
 def train_unit(
-    repository: str,
-    ref: str,
-    unit: str,
-    stages: list[str],
-    experiment: str,
-    tracking_uri: str,
-    dvc_remote: str | None = None,
-    keep_workspace: bool = False,
+    ref: str, unit: str, stages: list[str], experiment: str, keep_workspace: bool = False
 ) -> dict[str, Any]:
     """One run (or one transfer entry's chain) in a checkout of its own, on this worker."""
-    runner = read_environment().runner
-    folder = checkout(repository, ref, f"unit-{unit}")
+    env = read_environment()
+    shared_tracking_uri(env)  # before cloning: its stages log there (they inherit it)
+    folder = checkout(ref, f"unit-{unit}")
     # Its first task: the outputs its stages read, from the DVC remote.
-    pull_outputs(folder, ws.upstream_of(ws.stage_graph(folder), stages), dvc_remote)
-    env = {"MLFLOW_TRACKING_URI": tracking_uri, "DVC_EXP_NAME": experiment}
-    outcome = {stage: run_stage(folder, stage, True, env) for stage in stages}
+    pull_outputs(folder, ws.upstream_of(ws.stage_graph(folder), stages))
+    outcome = {
+        stage: run_stage(folder, stage, True, {"DVC_EXP_NAME": experiment}) for stage in stages
+    }
     experiment_ref = push_experiment(folder, stages, experiment)
     if not keep_workspace:
         shutil.rmtree(folder, ignore_errors=True)
-    get_run_logger().info("%s done on %s: %s", unit, runner, outcome)
-    return {"unit": unit, "runner": runner, "experiment": experiment, "ref": experiment_ref}
+    get_run_logger().info("%s done on %s: %s", unit, env.runner, outcome)
+    return {"unit": unit, "runner": env.runner, "experiment": experiment, "ref": experiment_ref}
 
 
 @task(name="dispatch", task_run_name="dispatch-{unit}")
@@ -185,87 +179,30 @@ def fanout(
     datasets: list[str] | None = None,
     variants: list[str] | None = None,
     overrides: list[str] | None = None,
-    repository: str | None = None,
     ref: str = "HEAD",
     unit_deployment: str = UNIT_DEPLOYMENT,
-    tracking_uri: str | None = None,
-    dvc_remote: str | None = None,
     keep_workspaces: bool = False,
 ) -> dict[str, str]:
     """Prepare the data, train every selected run on the pool's workers, then compare."""
     logger = get_run_logger()
     if profile not in PROFILE_NAMES:
         raise ValueError(f"profile: unknown profile {profile!r}; allowed: {list(PROFILE_NAMES)}")
-    env = read_environment()
-    if tracking_uri is None and not is_local_store(env.tracking_uri):
-        tracking_uri = env.tracking_uri
-    if not tracking_uri:
-        raise ValueError(
-            "a fan-out needs an MLflow server every runner can reach: set "
-            "MLFLOW_TRACKING_URI (make ui starts one) or pass tracking_uri"
-        )
-    dvc_remote = dvc_remote or env.dvc_remote
-    repository = repository or ws.default_repository(env.project_root)
+    shared_tracking_uri(read_environment())  # the units' runs must meet in one place
     branch = f"convbench/fanout-{_short_id()}"
-    root = checkout(repository, ref, "fanout", branch=branch)
+    root = checkout(ref, "fanout", branch=branch)
     apply_overrides(root, [f"profile={profile}", *(overrides or [])])
-    stage_env = {"MLFLOW_TRACKING_URI": tracking_uri}
-
-    # 1. The data, once: pulled where the remote has it, made where it does not.
-    order, graph = stage_order(root)
-    selected = select_stages(root, order, datasets, variants)
-    inputs = [s for s in selected if s.partition("@")[0] in INPUT_STAGES]
-    pull_outputs(root, inputs, dvc_remote)
-    stale = stale_stages(root, inputs, graph)  # after the pull: what the remote lacked
-    dependents = download_dependents(selected, graph)
+    order, graph = planning.stage_order(root)
+    settings = load_settings(root / "params.yaml")
+    selected = planning.select_stages(settings, order, datasets, variants)
+    dependents = planning.download_dependents(selected, graph)
     outcome: dict[str, str] = {}
-    for stage in inputs:
-        missing = blocked_by(stage, dependents, outcome)
-        if missing:
-            outcome[stage] = f"skipped: {missing} is unavailable"
-            continue
-        runner = run_stage
-        if stage.partition("@")[0] in DOWNLOAD_STAGES:  # transfers can fail and be retried
-            runner = run_stage.with_options(retries=2, retry_delay_seconds=5)
-        outcome[stage] = runner(root, stage, stage in stale, stage_env)
-    ready = [s for s in inputs if outcome[s] in ("ran", "up to date")]
+
+    ready = prepare_inputs(root, selected, graph, dependents, outcome)
     baseline = publish_branch(root, f"{branch}: data for profile {profile}", ready)
-
-    # 2. One flow run per unit whose inputs are here, all dispatched at once.
-    units = unit_groups(selected)
-    experiments = {unit: f"fanout-{_short_id()}-{unit}" for unit in units}
-    futures = {}
-    for unit, stages in units.items():
-        missing = blocked_by(stages[0], dependents, outcome)
-        if missing:
-            outcome[unit] = f"skipped: {missing} is unavailable"
-            logger.warning("%s skipped: its input %s is not available", unit, missing)
-            continue
-        parameters = {
-            "repository": repository,
-            "ref": baseline,
-            "unit": unit,
-            "stages": stages,
-            "experiment": experiments[unit],
-            "tracking_uri": tracking_uri,
-            "dvc_remote": dvc_remote,
-            "keep_workspace": keep_workspaces,
-        }
-        futures[unit] = dispatch.submit(unit_deployment, unit, parameters)
-    for unit, future in futures.items():
-        outcome[unit] = future.result()
-    done = {unit: units[unit] for unit in futures if outcome[unit] == "COMPLETED"}
-
-    # 3. Gather the finished units, compare, register, publish.
-    gather_units(root, done, experiments)
-    gathered = []
-    for stage in (s for s in selected if s.partition("@")[0] in GATHER_STAGES):
-        missing = blocked_by(stage, dependents, outcome)
-        if missing and stage != REPORT_STAGE:
-            outcome[stage] = f"skipped: {missing} is unavailable"
-            continue
-        outcome[stage] = run_stage(root, stage, True, stage_env)
-        gathered.append(stage)
+    units = planning.unit_groups(selected)
+    done = train_units(baseline, units, dependents, unit_deployment, keep_workspaces, outcome)
+    gather_units(root, {unit: units[unit] for unit in done}, done)
+    gathered = compare_and_register(root, selected, dependents, outcome)
     publish_branch(root, f"{branch}: {len(done)} of {len(units)} runs gathered", gathered)
     publish_comparison(root, outcome)
     if not keep_workspaces:
@@ -277,25 +214,85 @@ def fanout(
     return outcome
 
 
+def prepare_inputs(
+    root: Path,
+    selected: list[str],
+    graph: nx.DiGraph,
+    dependents: dict[str, list[str]],
+    outcome: dict[str, str],
+) -> list[str]:
+    """1. The data, once: pulled where the remote has it, made where it does not. The
+    input stages whose outputs are here now (to push for the units)."""
+    inputs = planning.of_kinds(selected, planning.INPUT_STAGES)
+    pull_outputs(root, inputs)
+    stale = planning.stale_stages(root, inputs, graph)  # after the pull: what the remote lacked
+    for stage in inputs:
+        reason = skip_if_blocked(stage, dependents, outcome)
+        outcome[stage] = reason or stage_task(stage)(root, stage, stage in stale)
+    return [s for s in inputs if outcome[s] in ("ran", "up to date")]
+
+
+def train_units(
+    baseline: str,
+    units: dict[str, list[str]],
+    dependents: dict[str, list[str]],
+    unit_deployment: str,
+    keep_workspaces: bool,
+    outcome: dict[str, str],
+) -> dict[str, str]:
+    """2. One flow run per unit whose inputs are here, all dispatched at once. The DVC
+    experiment of each unit that finished."""
+    experiments = {unit: f"fanout-{_short_id()}-{unit}" for unit in units}
+    futures = {}
+    for unit, stages in units.items():
+        reason = skip_if_blocked(stages[0], dependents, outcome)
+        if reason:
+            outcome[unit] = reason
+            continue
+        parameters = {
+            "ref": baseline,
+            "unit": unit,
+            "stages": stages,
+            "experiment": experiments[unit],
+            "keep_workspace": keep_workspaces,
+        }
+        futures[unit] = dispatch.submit(unit_deployment, unit, parameters)
+    for unit, future in futures.items():
+        outcome[unit] = future.result()
+    return {unit: experiments[unit] for unit in futures if outcome[unit] == "COMPLETED"}
+
+
+def compare_and_register(
+    root: Path, selected: list[str], dependents: dict[str, list[str]], outcome: dict[str, str]
+) -> list[str]:
+    """3. The comparison and the registry decisions over what was gathered; those run."""
+    # The report names the runs outside the selection as such, not as unavailable.
+    report_env = planning.selection_environment(selected)
+    gathered = []
+    for stage in planning.of_kinds(selected, planning.GATHER_STAGES):
+        reason = skip_if_blocked(stage, dependents, outcome)
+        outcome[stage] = reason or run_stage(root, stage, True, report_env)
+        if not reason:
+            gathered.append(stage)
+    return gathered
+
+
 def main(
     profile: ProfileOption = "quick",
     dataset: DatasetOption = None,
     variant: VariantOption = None,
     set_param: SetParamOption = None,
-    repository: Annotated[str | None, typer.Option(help="git URL runners clone")] = None,
     ref: Annotated[str, typer.Option(help="commit or branch to run")] = "HEAD",
     unit_deployment: Annotated[str, typer.Option(help="deployment of the units")] = UNIT_DEPLOYMENT,
-    dvc_remote: Annotated[str | None, typer.Option(help="DVC remote URL or folder")] = None,
 ) -> None:
+    """The fan-out, dispatched from here (connection settings: see the module's doc)."""
     fanout(
         profile=profile,
         datasets=dataset or None,
         variants=variant or None,
         overrides=set_param or [],
-        repository=repository,
         ref=ref,
         unit_deployment=unit_deployment,
-        dvc_remote=dvc_remote,
     )
 
 

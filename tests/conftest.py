@@ -138,7 +138,8 @@ def tiny_cats_settings(settings: Settings, size: int = 32, **checks: object) -> 
 
 def prepared_tiny_cats(settings: Settings, root: Path) -> Path:
     """A tiny Cats vs Dogs archive, validated and prepared (shards) under ``root``."""
-    from convbench.stages.data import prepare_dataset, validate_dataset
+    from convbench.stages.prepare import prepare_dataset
+    from convbench.stages.validate import validate_dataset
 
     raw = root / "raw"
     folder_archive(raw / "cats_and_dogs_filtered.zip")

@@ -12,8 +12,7 @@ from pathlib import Path
 import yaml
 
 from convbench.settings import Settings, load_settings
-
-from .conftest import ROOT, SHARED_DATASETS
+from tests.conftest import ROOT, SHARED_DATASETS
 
 
 def make_workspace(tmp_path: Path, profile: str = "ci") -> tuple[Path, dict[str, str]]:

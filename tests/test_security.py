@@ -14,8 +14,7 @@ from typer.testing import CliRunner
 from convbench.core.redact import RedactingFormatter, redact
 from convbench.settings import Settings
 from convbench.tracking import store as tracking
-
-from .conftest import ROOT
+from tests.conftest import ROOT
 
 SECRET = "s3cr3t-Value"
 
@@ -154,9 +153,7 @@ def lambda_model() -> object:
 def test_a_saved_model_with_python_code_is_refused_with_a_clear_error(tmp_path: Path) -> None:
     import keras
 
-    from convbench.evaluation.scoring import load_model
-    from convbench.models.saving import UnsafeModelError
-    from convbench.training.fit import KERAS_MODEL
+    from convbench.models.saving import KERAS_MODEL, UnsafeModelError, load_model
 
     (tmp_path / "plain").mkdir()
     keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]).save(

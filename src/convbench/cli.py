@@ -11,9 +11,10 @@ from rich.console import Console
 from rich.table import Table
 
 from convbench.core.redact import redact
-from convbench.models import VARIANTS
+from convbench.models.variants import VARIANTS
 from convbench.ops.services import Stack
-from convbench.settings import ForestRun, Settings, SettingsError, load_settings
+from convbench.settings import RunSpec, SettingsError, load_settings
+from convbench.stages.entry import stage_settings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 
@@ -30,7 +31,7 @@ ParamsOption = Annotated[Path, typer.Option(help="the params file")]
 def check(params: ParamsOption = Path("params.yaml")) -> None:
     """Validate params.yaml and show what the current profile will run."""
     try:
-        settings = load_settings(params)
+        settings = stage_settings(params, VARIANTS)
     except SettingsError as error:
         console().print(f"[red]{error}[/red]")
         raise typer.Exit(1) from None
@@ -38,8 +39,8 @@ def check(params: ParamsOption = Path("params.yaml")) -> None:
     for column in ("run", "dataset", "variant", "images", "configured", "runs with"):
         table.add_column(column)
     for key, spec in settings.run_specs().items():
-        height, width = settings.image_size(spec.dataset)
-        table.add_row(key, spec.dataset, spec.variant, f"{height}x{width}", *_budget(settings, key))
+        height, width = spec.image_size
+        table.add_row(key, spec.dataset, spec.variant, f"{height}x{width}", *_budget(spec))
     console().print(table)
     env = settings.env
     # Printed for a person to check, so without the credentials a URI may carry.
@@ -49,19 +50,14 @@ def check(params: ParamsOption = Path("params.yaml")) -> None:
     )
 
 
-def _budget(settings: Settings, key: str) -> tuple[str, str]:
+def _budget(spec: RunSpec) -> tuple[str, str]:
     """(configured, effective) training budget of one run, as the profile caps it."""
-    spec = settings.run_spec(key)
-    if spec.kind == "images":
-        run = settings.params.runs[key]
-        if isinstance(run, ForestRun):
-            trees = settings.effective_estimators(run)
-            return f"{run.n_estimators} trees", f"{trees} trees"
-    else:
-        item = settings.transfer(spec.transfer or "")
-        run = item.head if spec.kind == "features" else item.finetune
-    epochs = settings.effective_epochs(run)
-    return f"{run.epochs} epochs, batch {run.batch_size}", f"{epochs} epochs"
+    configured = spec.params or {}
+    if spec.family == "sklearn":
+        return f"{configured['n_estimators']} trees", f"{spec.n_estimators} trees"
+    assert spec.training is not None
+    training = spec.training
+    return f"{training.epochs} epochs, batch {training.batch_size}", f"{spec.epochs} epochs"
 
 
 @app.command()

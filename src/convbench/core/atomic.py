@@ -47,12 +47,24 @@ def _temporary_file(path: Path) -> tuple[int, Path]:
     return fd, Path(tmp)
 
 
-def _temporary_folder(path: Path) -> Path:
-    """A new empty temporary folder beside ``path``."""
+def _temporary_folder(path: Path) -> tuple[int, Path]:
+    """A new empty temporary folder beside ``path``, locked by this writer through a
+    sidecar file (``<folder>.lock``): (the lock's fd, the folder)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
     _usual_mode(tmp, 0o777)
-    return tmp
+    fd = os.open(_folder_lock(tmp), os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd, tmp
+
+
+def _folder_lock(folder: Path) -> Path:
+    return folder.with_name(f"{folder.name}.lock")
+
+
+def _aside(path: Path) -> Path:
+    """Where a commit puts the previous ``path`` while it swaps the new one in."""
+    return path.with_name(f".{path.name}.old")
 
 
 @contextlib.contextmanager
@@ -86,12 +98,27 @@ def remove_stale_temporaries(path: Path) -> list[Path]:
     """Remove the temporaries of ``path`` that killed writers left; return them.
 
     Those of a writer still at work (in this process or another) are locked and kept.
+    A previous version set aside by a commit that was killed mid-swap goes too, or, if
+    ``path`` itself is missing, is put back: it is the last complete output.
     """
     removed = []
     for tmp in sorted(path.parent.glob(_temporary_pattern(path))):
         if tmp.is_file() and _abandoned(tmp):
             tmp.unlink(missing_ok=True)
             removed.append(tmp)
+        elif tmp.is_dir() and not tmp.is_symlink():
+            lock = _folder_lock(tmp)
+            if not lock.exists() or _abandoned(lock):
+                _remove(tmp)
+                lock.unlink(missing_ok=True)
+                removed.append(tmp)
+    old = _aside(path)
+    if old.exists() or old.is_symlink():
+        if path.exists():
+            _remove(old)
+            removed.append(old)
+        else:
+            os.replace(old, path)
     return removed
 
 
@@ -125,6 +152,7 @@ class Staging:
 
     def file(self, target: Path) -> Path:
         """A temporary path that becomes ``target`` when the staging commits."""
+        remove_stale_temporaries(target)  # a killed run's leftovers of this output
         fd, tmp = _temporary_file(target)
         self._locks.append(fd)
         self.staged.append((tmp, target))
@@ -132,7 +160,9 @@ class Staging:
 
     def folder(self, target: Path) -> Path:
         """An empty temporary folder that becomes ``target`` when the staging commits."""
-        tmp = _temporary_folder(target)
+        remove_stale_temporaries(target)
+        fd, tmp = _temporary_folder(target)
+        self._locks.append(fd)
         self.staged.append((tmp, target))
         return tmp
 
@@ -147,7 +177,7 @@ class Staging:
             for tmp, target in self.staged:
                 old = None
                 if target.exists():
-                    old = target.with_name(f".{target.name}.old")
+                    old = _aside(target)
                     _remove(old)
                     os.replace(target, old)
                 done.append((target, old))
@@ -165,6 +195,7 @@ class Staging:
     def discard(self) -> None:
         for tmp, _ in self.staged:
             _remove(tmp)
+            _folder_lock(tmp).unlink(missing_ok=True)
         for fd in self._locks:
             os.close(fd)
         self._locks.clear()

@@ -3,9 +3,8 @@
 Every candidate (the mirror first, then each URL of the file) is written to a temporary
 file beside the destination and renamed into place only once it matches every pin of
 the file (sha256, md5, or an archive's content fingerprint), so an interrupted or
-corrupted transfer never leaves bytes under the file's real name. A transfer that ends
-early is retried: the connection broke, the body fell short of its Content-Length, or,
-with no Content-Length to go by, of the file's pinned size. Temporary files that a killed
+corrupted transfer never leaves bytes under the file's real name (the transfer itself,
+with its retries, is :mod:`convbench.data.transport`'s). Temporary files that a killed
 download left behind are removed by the next fetch of the same file. URLs are shown
 redacted (no userinfo, no token values) in logs and errors.
 """
@@ -14,29 +13,20 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import shutil
-import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urlparse, urlsplit, urlunsplit
-from urllib.request import url2pathname
-
-import pooch
-import requests
-from urllib3.exceptions import NameResolutionError
+from urllib.parse import urlsplit, urlunsplit
 
 from convbench.core.atomic import atomic_path, remove_stale_temporaries
 from convbench.core.errors import ConvbenchError, InputUnavailableError
 from convbench.core.redact import redact
 from convbench.data.sources import Source, SourceFile
+from convbench.data.transport import CandidateFailed, copy_local, download_http, is_http, local_path
 
 log = logging.getLogger("convbench.data.download")
 
 CHUNK_SIZE = 1 << 20
 DEFAULT_TIMEOUT_S = 60.0
-# Client errors that may go away on their own; any other 4xx will not, so is not retried.
-_RETRYABLE_4XX = frozenset({408, 425, 429})
 
 
 class DownloadError(ConvbenchError, RuntimeError):
@@ -96,10 +86,6 @@ class WeightsUnavailableError(InputUnavailableError, DownloadError):
     """Pretrained weights are not where the download stage puts them, or fail their pin."""
 
 
-class _CandidateFailed(Exception):
-    """Internal: this candidate could not deliver; the next one is tried."""
-
-
 def sha256_of(path: Path) -> str:
     return _digests(path)["sha256"]
 
@@ -148,18 +134,6 @@ def pins_of(file: SourceFile) -> str:
     return ", ".join(f"{kind} {value}" for kind, value in pins.items() if value)
 
 
-def _is_http(location: str) -> bool:
-    return urlparse(location).scheme in ("http", "https")
-
-
-def _local_path(location: str) -> Path:
-    """A plain path or a ``file://`` URI as a path."""
-    parsed = urlparse(location)
-    if parsed.scheme == "file":
-        return Path(url2pathname(unquote(parsed.path)))
-    return Path(location).expanduser()
-
-
 def _in_http_mirror(mirror: str, name: str) -> str:
     """The URL of ``name`` under an http(s) mirror prefix, keeping its query (``?token=``)."""
     parts = urlsplit(mirror)
@@ -170,97 +144,12 @@ def _candidates(file: SourceFile, mirror: str | None) -> list[tuple[str, bool]]:
     """(location, is_mirror) in the order they are tried."""
     found: list[tuple[str, bool]] = []
     if mirror:
-        if _is_http(mirror):
+        if is_http(mirror):
             found.append((_in_http_mirror(mirror, file.name), True))
         else:
-            found.append((str(_local_path(mirror) / file.name), True))
+            found.append((str(local_path(mirror) / file.name), True))
     found.extend((url, False) for url in file.urls)
     return found
-
-
-def _copy_local(location: str, tmp: Path) -> None:
-    src = _local_path(location)
-    if not src.is_file():
-        raise _CandidateFailed("no such file")
-    try:
-        shutil.copyfile(src, tmp)
-    except OSError as err:
-        raise _CandidateFailed(f"copy failed: {err}") from err
-
-
-def _unresolvable_host(err: Exception) -> bool:
-    """The host name did not resolve: offline, or no such host. Seconds will not fix it."""
-    reason = getattr(err.args[0], "reason", None) if err.args else None
-    return isinstance(reason, NameResolutionError)
-
-
-def _retryable(err: Exception) -> bool:
-    if isinstance(err, requests.HTTPError) and err.response is not None:
-        status = err.response.status_code
-        return status >= 500 or status in _RETRYABLE_4XX
-    # Connection refused/reset, timeouts and transfers cut short may pass; a name lookup
-    # that failed will not within the backoff.
-    return not _unresolvable_host(err)
-
-
-class _TransferCut(OSError):
-    """The body ended early with no Content-Length to tell (a close-delimited response)."""
-
-
-def _cut_short(tmp: Path, size: int | None, content_length: str | None) -> str | None:
-    """Why the transfer looks cut, or None.
-
-    Only when the server gave no Content-Length: urllib3 already raises when a body falls
-    short of one, and a complete body that is not the pinned size is a wrong file, for
-    the checksum to report.
-    """
-    got = tmp.stat().st_size
-    if size is None or content_length is not None or got >= size:
-        return None
-    return f"connection closed after {got:,} of {size:,} bytes"
-
-
-def _download_http(
-    url: str, tmp: Path, retries: int, backoff: float, timeout: float, size: int | None = None
-) -> None:
-    shown = redact(url)
-    lengths: list[str | None] = []  # Content-Length of each response, redirects included
-
-    def record_length(response: requests.Response, *args: object, **kwargs: object) -> None:
-        lengths.append(response.headers.get("Content-Length"))
-
-    # A progress bar only helps a person at a terminal; in DVC or Prefect logs it is noise.
-    downloader = pooch.HTTPDownloader(
-        progressbar=sys.stderr.isatty(), timeout=timeout, hooks={"response": record_length}
-    )
-    attempts = 1 + max(0, retries)
-    for attempt in range(1, attempts + 1):
-        try:
-            # pooch opens the path with "w+b", so a retry starts from an empty file.
-            downloader(url, str(tmp), None)
-            cut = _cut_short(tmp, size, lengths[-1] if lengths else None)
-            # The last try's bytes go to the checksum: a short file every time may be the
-            # mirror's wrong file, which must fail loudly, not pass as "unavailable".
-            if cut is None or attempt == attempts:
-                return
-            raise _TransferCut(cut)
-        except (requests.RequestException, OSError) as err:
-            # Exception texts quote the URL (requests) or its path and query (urllib3).
-            reason = redact(f"{type(err).__name__}: {err}")
-            if attempt == attempts or not _retryable(err):
-                tries = f" (after {attempt} attempts)" if attempt > 1 else ""
-                # Not chained: the cause's text would show the URL unredacted.
-                raise _CandidateFailed(reason + tries) from None
-            delay = backoff * 2 ** (attempt - 1)
-            log.warning(
-                "attempt %d/%d of %s failed (%s); retrying in %.2fs",
-                attempt,
-                attempts,
-                shown,
-                reason,
-                delay,
-            )
-            time.sleep(delay)
 
 
 def fetch_file(
@@ -299,10 +188,10 @@ def fetch_file(
         try:
             # atomic_path removes the temporary file whenever the block raises.
             with atomic_path(target) as tmp:
-                if _is_http(location):
-                    _download_http(location, tmp, retries, backoff, timeout, file.size)
+                if is_http(location):
+                    download_http(location, tmp, retries, backoff, timeout, file.size)
                 else:
-                    _copy_local(location, tmp)
+                    copy_local(location, tmp)
                 failed = mismatch(file, tmp, origin)
                 if failed is not None:
                     raise failed
@@ -314,7 +203,7 @@ def fetch_file(
             mismatches.append(err)
             tried.append(Attempt(origin, f"{err.kind} mismatch (got {err.actual})"))
             continue
-        except _CandidateFailed as err:
+        except CandidateFailed as err:
             log.warning("could not fetch %s from %s: %s", file.name, origin, err)
             tried.append(Attempt(origin, str(err)))
             continue

@@ -15,13 +15,16 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from sklearn.model_selection import train_test_split
 
 from convbench.core.atomic import atomic_dir, read_json, write_json
-from convbench.data.readers import Splits
 from convbench.settings import Dataset, Profile
+
+if TYPE_CHECKING:  # a type only: the raw readers are not code the later stages run
+    from convbench.data.readers import Splits
 
 SPLITS = ("train", "validation", "test")
 ARRAYS, SHARDS = "arrays", "shards"

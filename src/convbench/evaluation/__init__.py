@@ -1,0 +1,1 @@
+"""Scoring a trained model on a test split."""

@@ -1,0 +1,1 @@
+"""Input pipelines: tf.data over prepared arrays or JPEG shards, and augmentation."""

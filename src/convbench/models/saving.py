@@ -1,8 +1,9 @@
-"""Loading saved Keras models without running code from them (Keras safe mode).
+"""Trained models on disk: one way to save them and one way to load them.
 
-A ``.keras`` file can hold Python code: a ``Lambda`` layer's function, marshalled
-bytecode. Keras' safe mode refuses to rebuild it; convbench always loads with it on and
-turns Keras' refusal into an :class:`UnsafeModelError` naming the file.
+A ``.keras`` file can hold Python code (a ``Lambda`` layer's function, marshalled
+bytecode). Keras' safe mode refuses to rebuild it; convbench always loads with it on and
+turns Keras' refusal into an :class:`UnsafeModelError` naming the file. A forest is
+saved with skops, never pickle: only the listed types may be rebuilt from the file.
 """
 
 from __future__ import annotations
@@ -13,6 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from convbench.core.errors import ConvbenchError
+
+KERAS_MODEL = "model.keras"
+FOREST_MODEL = "model.skops"
+# The one non-builtin type a fitted forest holds; trusted because we wrote the file.
+FOREST_TRUSTED_TYPES = ["sklearn.tree._tree.Tree"]
 
 
 class UnsafeModelError(ConvbenchError, ValueError):
@@ -42,3 +48,29 @@ def load_keras_model(path: Path) -> Any:
 
     with refusing_unsafe(str(path)):
         return keras.saving.load_model(path, safe_mode=True)
+
+
+def is_keras(model: Any) -> bool:
+    import keras
+
+    return isinstance(model, keras.Model)
+
+
+def save_model(model: Any, model_dir: Path) -> None:
+    """Write the model into ``model_dir`` (a Keras file, or a forest through skops)."""
+    import skops.io
+
+    model_dir.mkdir(parents=True, exist_ok=True)
+    if is_keras(model):
+        model.save(model_dir / KERAS_MODEL)
+    else:
+        skops.io.dump(model, model_dir / FOREST_MODEL)
+
+
+def load_model(model_dir: Path) -> Any:
+    """The model a train stage saved in ``model_dir``, whichever kind it is."""
+    if (model_dir / KERAS_MODEL).exists():
+        return load_keras_model(model_dir / KERAS_MODEL)
+    import skops.io
+
+    return skops.io.load(model_dir / FOREST_MODEL, trusted=FOREST_TRUSTED_TYPES)

@@ -5,6 +5,9 @@ overrides and leave outputs of mixed settings. ``make run`` takes
 ``<root>/.convbench/run.lock`` before Prefect starts: a second run stops at once with a
 message naming the holder, or (``--wait``) waits for it. The lock is the operating
 system's (``flock``), so a run that crashes or is killed frees it: no stale locks.
+
+``make repro`` runs plain ``dvc repro`` under the same lock:
+    python -m convbench.ops.runlock [--wait] -- dvc repro
 """
 
 from __future__ import annotations
@@ -14,19 +17,23 @@ import json
 import logging
 import os
 import shlex
+import signal
 import socket
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+import typer
 from filelock import FileLock, Timeout
 
 from convbench.core.atomic import atomic_path
-from convbench.ops.services import alive
+from convbench.ops.processes import alive
+from convbench.settings import SettingsError, load_params
 
 log = logging.getLogger(__name__)
 
@@ -155,3 +162,53 @@ def hold(
         _held.pop(path, None)
         holder_path(path).unlink(missing_ok=True)  # before the release: never the next one's
         lock.release()
+
+
+def run_locked(root: Path, command: list[str], *, wait: bool = False) -> int:
+    """``command`` (``dvc repro``, say) run while holding ``root``'s run lock; its exit status.
+
+    Busy: RunLockBusyError, or with ``wait`` wait for the holder first.
+    """
+    with hold(root, _profile(root), wait=wait, command=shlex.join(command)):
+        process = subprocess.Popen(command, cwd=root)
+        # A stop asked of this process is passed on: no command outlives the lock guarding it.
+        before = signal.signal(signal.SIGTERM, lambda signum, _: process.send_signal(signum))
+        try:
+            status = process.wait()
+        except KeyboardInterrupt:  # Ctrl-C reached the command too: let it finish stopping
+            status = process.wait()
+        finally:
+            signal.signal(signal.SIGTERM, before)
+    return 128 - status if status < 0 else status  # killed by signal N: 128 + N, as shells say
+
+
+def _profile(root: Path) -> str:
+    """The profile params.yaml names, for the holder's note (the command reports bad params)."""
+    try:
+        return load_params(root / "params.yaml").profile
+    except SettingsError:
+        return "unknown"
+
+
+app = typer.Typer(add_completion=False, context_settings={"allow_interspersed_args": False})
+
+
+@app.command()
+def main(
+    command: Annotated[list[str], typer.Argument(help="the command to run, after --")],
+    project_dir: Annotated[Path, typer.Option(help="the convbench checkout")] = Path("."),
+    wait: Annotated[
+        bool, typer.Option(help="if another run holds this checkout, wait for it (else stop)")
+    ] = False,
+) -> None:
+    """Run COMMAND holding the checkout's run lock, as `make run` does (`make repro`)."""
+    try:
+        status = run_locked(project_dir, command, wait=wait)
+    except RunLockBusyError as busy:
+        typer.echo(f"error: {busy}", err=True)
+        raise typer.Exit(EXIT_BUSY) from None
+    raise typer.Exit(status)
+
+
+if __name__ == "__main__":
+    app()

@@ -12,45 +12,51 @@ authentication of their own.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import signal
 import socket
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-STATE_FILE = "services.json"
+from convbench.ops.processes import (
+    Running,
+    Service,
+    ServiceError,
+    alive,
+    read_state,
+    start,
+    stop,
+)
+from convbench.ops.workspace import default_repository
+from convbench.settings import read_environment
+
+__all__ = [
+    "GPU_POOL",
+    "LOCAL_POOL",
+    "POOLS",
+    "Running",
+    "Service",
+    "ServiceError",
+    "Stack",
+    "alive",
+    "deploy",
+    "free_port",
+    "mlflow_server",
+    "prefect_cli",
+    "prefect_server",
+    "read_state",
+    "runner_env",
+    "start",
+    "stop",
+    "up",
+    "worker",
+]
+
 LOCAL_POOL = "convbench-local"
 GPU_POOL = "convbench-gpu"
 POOLS = (LOCAL_POOL, GPU_POOL)
 DEPLOYMENTS_FILE = Path("flows") / "prefect.yaml"
-
-
-class ServiceError(RuntimeError):
-    """A service did not start, or a command against it failed; the message says why."""
-
-
-@dataclass(frozen=True)
-class Service:
-    name: str
-    command: list[str]
-    env: dict[str, str] = field(default_factory=dict)
-    url: str | None = None  # what a person opens
-    health: str | None = None  # answers 2xx once the service is ready
-
-
-@dataclass(frozen=True)
-class Running:
-    name: str
-    pid: int
-    url: str | None
-    log: str
 
 
 @dataclass(frozen=True)
@@ -153,8 +159,24 @@ def prefect_server(stack: Stack) -> Service:
     )
 
 
+def runner_env(stack: Stack) -> dict[str, str]:
+    """Where the fan-out's flow runs clone from, push to and share data through.
+
+    The shell's ``CONVBENCH_REPOSITORY`` and ``CONVBENCH_DVC_REMOTE`` where set, else this
+    checkout's origin (or the checkout itself) and the repository's default remote. The
+    flows read them from their worker's environment: flow parameters would show them,
+    credentials and all, in the Prefect UI.
+    """
+    env = read_environment(cwd=stack.root)
+    shared = {"CONVBENCH_REPOSITORY": env.repository or default_repository(stack.root)}
+    if env.dvc_remote:
+        shared["CONVBENCH_DVC_REMOTE"] = env.dvc_remote
+    return shared
+
+
 def worker(stack: Stack, name: str, pool: str = LOCAL_POOL, limit: int | None = None) -> Service:
-    """A process worker: its flow runs inherit its environment (MLflow server, runner name)."""
+    """A process worker: its flow runs inherit its environment (MLflow server, repository,
+    DVC remote, runner name)."""
     port = free_port(stack.host)
     command = [_tool("prefect"), "worker", "start", "--pool", pool, "--type", "process"]
     command += ["--name", name, "--with-healthcheck"]
@@ -165,109 +187,13 @@ def worker(stack: Stack, name: str, pool: str = LOCAL_POOL, limit: int | None = 
         command,
         env={
             **stack.client_env(),
+            **runner_env(stack),
             "CONVBENCH_RUNNER": name,
             "PREFECT_WORKER_WEBSERVER_HOST": stack.host,
             "PREFECT_WORKER_WEBSERVER_PORT": str(port),
         },
         health=f"http://{stack.host}:{port}/health",
     )
-
-
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return 200 <= response.status < 300
-    except (urllib.error.URLError, OSError):
-        return False
-
-
-def _tail(path: Path, lines: int = 30) -> str:
-    if not path.exists():
-        return ""
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-
-
-def start(service: Service, state_dir: Path, timeout: float = 180) -> Running:
-    """Start ``service`` in its own process group and wait until it is healthy."""
-    state_dir.mkdir(parents=True, exist_ok=True)
-    log = state_dir / f"{service.name}.log"
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            service.command,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env={**os.environ, **service.env},
-            start_new_session=True,  # survives the caller; stopped as a group
-        )
-    running = Running(service.name, process.pid, service.url, str(log))
-    _record(state_dir, running)
-    deadline = time.monotonic() + timeout
-    while service.health and not _healthy(service.health):
-        if process.poll() is not None:
-            raise ServiceError(
-                f"{service.name} exited with {process.returncode} while starting; "
-                f"{log}:\n{_tail(log)}"
-            )
-        if time.monotonic() > deadline:
-            raise ServiceError(
-                f"{service.name} not healthy after {timeout:.0f} s ({service.health}); "
-                f"{log}:\n{_tail(log)}"
-            )
-        time.sleep(0.5)
-    return running
-
-
-def _record(state_dir: Path, running: Running) -> None:
-    entries = [r for r in read_state(state_dir) if r.name != running.name]
-    path = state_dir / STATE_FILE
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps([asdict(r) for r in [*entries, running]], indent=2))
-    os.replace(tmp, path)
-
-
-def read_state(state_dir: Path) -> list[Running]:
-    path = state_dir / STATE_FILE
-    if not path.exists():
-        return []
-    return [Running(**entry) for entry in json.loads(path.read_text())]
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def stop(state_dir: Path, grace: float = 20) -> list[str]:
-    """Stop every recorded service (workers first), each with its process group."""
-    stopped = []
-    for running in sorted(read_state(state_dir), key=lambda r: not r.name.startswith("worker")):
-        if not alive(running.pid):
-            continue
-        try:
-            os.killpg(running.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            continue
-        deadline = time.monotonic() + grace
-        while alive(running.pid) and time.monotonic() < deadline:
-            time.sleep(0.2)
-            _reap(running.pid)
-        if alive(running.pid):
-            os.killpg(running.pid, signal.SIGKILL)
-        stopped.append(running.name)
-    (state_dir / STATE_FILE).unlink(missing_ok=True)
-    return stopped
-
-
-def _reap(pid: int) -> None:
-    """Collect the exit status when we are the parent (tests), so the pid goes away."""
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
 
 
 def up(stack: Stack, workers: list[tuple[str, str, int | None]] | None = None) -> list[Running]:

@@ -1,16 +1,16 @@
 """Compare every run: one table (CSV, Markdown), bar charts, DVC metrics, an MLflow run.
 
-Every configured run has a row. One without results says why: its data set or its
-pretrained weights are not available here (with how to provide them), or it simply
-has not run yet; results left over from other params are marked stale. Feature
-extraction is shown apart from the classifier's training time (the decks' lesson),
-and training time per image lets CPU and GPU runs be compared.
+Every configured run has a row. One without results says why (``missing``): its data
+set or its pretrained weights are not available here (with how to provide them), a
+fan-out did not select it, or it simply has not run yet; results left over from other
+params are marked stale. Feature extraction is shown apart from the classifier's
+training time (the decks' lesson), and training time per image lets CPU and GPU runs
+be compared.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +20,10 @@ import pandas as pd
 from convbench.core.atomic import write_json, write_text
 from convbench.core.hashing import fingerprint
 from convbench.core.plots import bar_chart_png, stacked_bar_chart_png
-from convbench.data.sources import SOURCES, Source
-from convbench.models import VARIANTS
-from convbench.settings import RunSpec, Settings
+from convbench.reporting.missing import NOT_RUN, InputFolders, Selection, not_run
+from convbench.settings import Settings
 from convbench.tracking import store as tracking
+from convbench.tracking.health import checked_up_front
 
 COLUMNS = {
     "run": "run",
@@ -59,58 +59,24 @@ _TRAINED = (
     "device_name",
     "profile",
 )
-NOT_RUN = "not run"
 # In comparison.csv (for the notes and the registry), not in the Markdown table.
 HIDDEN = ("how_to_provide", "runner", "mlflow_run_id", "mlflow_model_uri", "dataset_sha256")
-
-
-@dataclass(frozen=True)
-class InputFolders:
-    """Where the download stages put data sets and weights (to explain missing runs)."""
-
-    raw: Path | None = None
-    weights: Path | None = None
 
 
 def _read(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def _missing_files(source: Source, folder: Path | None) -> list[str]:
-    if folder is None:
-        return []
-    return [f.name for f in source.files if not (folder / f.name).is_file()]
+def gather(
+    settings: Settings,
+    runs_dir: Path,
+    inputs: InputFolders | None = None,
+    selection: Selection | None = None,
+) -> pd.DataFrame:
+    """One row per configured run; a run with no results says why instead of vanishing.
 
-
-def missing_input(
-    settings: Settings, spec: RunSpec, inputs: InputFolders
-) -> tuple[str, str] | None:
-    """(short reason, how to provide it) when the run's data or weights are not here."""
-    dataset = settings.dataset(spec.dataset)
-    source = SOURCES[dataset.source]
-    missing = _missing_files(source, inputs.raw / spec.dataset if inputs.raw else None)
-    if missing:
-        return (
-            f"{spec.dataset} data unavailable",
-            f"{', '.join(missing)} not downloaded; {source.how_to_provide}, then rerun",
-        )
-    if spec.transfer is not None:
-        base = settings.params.pretrained[settings.transfer(spec.transfer).base]
-        weights = SOURCES[base.source]
-        missing = _missing_files(
-            weights,
-            inputs.weights / settings.transfer(spec.transfer).base if inputs.weights else None,
-        )
-        if missing:
-            return (
-                "ImageNet weights unavailable",
-                f"{', '.join(missing)} not downloaded; {weights.how_to_provide}, then rerun",
-            )
-    return None
-
-
-def gather(settings: Settings, runs_dir: Path, inputs: InputFolders | None = None) -> pd.DataFrame:
-    """One row per configured run; a run with no results says why instead of vanishing."""
+    ``selection``: what a fan-out selected (None: everything, as ``make run`` reports).
+    """
     inputs = inputs or InputFolders()
     rows = []
     for key, spec in settings.run_specs().items():
@@ -118,17 +84,15 @@ def gather(settings: Settings, runs_dir: Path, inputs: InputFolders | None = Non
         evaluated = _read(runs_dir / key / "eval" / "metrics.json")
         why = ""
         if not (trained and evaluated):
-            missing = missing_input(settings, spec, inputs)
-            status = f"{NOT_RUN}: {missing[0]}" if missing else NOT_RUN
-            why = missing[1] if missing else ""
-        elif trained.get("run_fingerprint") != settings.run_fingerprint(key):
+            status, why = not_run(settings, spec, inputs, selection)
+        elif trained.get("run_fingerprint") != spec.fingerprint:
             # Left over from other params (another profile, say): shown, but not as current.
             status = "stale"
         else:
             status = "ok"
         row = {"run": key, "dataset": spec.dataset, "variant": spec.variant, "status": status}
         row |= {k: trained.get(k) for k in _TRAINED}
-        if VARIANTS[spec.variant].kind == "sklearn":
+        if spec.family == "sklearn":
             row |= {"epochs_run": None, "seconds_per_epoch": None}  # a forest has no epochs
         if trained.get("image_height"):
             row["image_size"] = f"{trained['image_height']}x{trained['image_width']}"
@@ -196,10 +160,15 @@ def _notes(settings: Settings, frame: pd.DataFrame) -> str:
 
 
 def compare(
-    settings: Settings, runs_dir: Path, out_dir: Path, inputs: InputFolders | None = None
+    settings: Settings,
+    runs_dir: Path,
+    out_dir: Path,
+    inputs: InputFolders | None = None,
+    selection: Selection | None = None,
 ) -> pd.DataFrame:
-    settings = tracking.checked_up_front(settings)
-    frame = gather(settings, runs_dir, inputs)
+    """The comparison of every run: comparison.csv/.md, charts, DVC metrics, an MLflow run."""
+    settings = checked_up_front(settings)
+    frame = gather(settings, runs_dir, inputs, selection)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_text(out_dir / "comparison.csv", frame.to_csv(index=False))
     devices = sorted({d for d in frame["device_name"].dropna()})

@@ -13,6 +13,10 @@ from pydantic import Field
 from convbench.settings.params import SettingsError
 from convbench.settings.schema import _Strict
 
+# Set by a fan-out's dispatcher for its report stage only (never by a person): the download
+# stages its selection includes, comma-separated.
+SELECTED_DOWNLOADS = "CONVBENCH_SELECTED_DOWNLOADS"
+
 
 class Environment(_Strict):
     """What comes from the environment rather than params.yaml (never a tunable)."""
@@ -24,10 +28,16 @@ class Environment(_Strict):
     dvc_exp_name: str | None = None
     # Which machine (or worker) ran it, recorded with every run: CONVBENCH_RUNNER or the host.
     runner: str = Field(default_factory=socket.gethostname)
-    # Fan-out: the DVC remote runners share (else the repository's default remote), and
-    # where flow runs make their own checkouts (else the system's temporary folder).
+    # Fan-out: the git repository runners clone and push to (else the checkout's origin),
+    # the DVC remote they share (else the repository's default remote), and where flow
+    # runs make their own checkouts (else the system's temporary folder). From the
+    # worker's environment, never flow parameters: the Prefect UI shows those unredacted.
+    repository: str | None = None
     dvc_remote: str | None = None
     workspaces: Path | None = None
+    # The download stages a fan-out selected (None: no selection, every run counts): a
+    # run whose downloads are not among them was not selected, rather than unavailable.
+    selected_downloads: frozenset[str] | None = None
     # A tracking server that does not answer: fail the stage (none), or record into the
     # project's own store with a warning (local). CONVBENCH_TRACKING_FALLBACK.
     tracking_fallback: Literal["none", "local"] = "none"
@@ -67,12 +77,22 @@ def read_environment(environ: dict[str, str] | None = None, cwd: Path | None = N
         dvc_stage=environ.get("DVC_STAGE") or None,
         dvc_exp_name=environ.get("DVC_EXP_NAME") or None,
         runner=environ.get("CONVBENCH_RUNNER") or socket.gethostname(),
+        repository=environ.get("CONVBENCH_REPOSITORY") or None,
         dvc_remote=environ.get("CONVBENCH_DVC_REMOTE") or None,
         workspaces=Path(environ["CONVBENCH_WORKSPACES"])
         if environ.get("CONVBENCH_WORKSPACES")
         else None,
         tracking_fallback=_tracking_fallback(environ),
+        selected_downloads=_selected_downloads(environ),
     )
+
+
+def _selected_downloads(environ: dict[str, str]) -> frozenset[str] | None:
+    # Set but empty is a selection too (of no download), unlike unset.
+    value = environ.get(SELECTED_DOWNLOADS)
+    if value is None:
+        return None
+    return frozenset(name.strip() for name in value.split(",") if name.strip())
 
 
 def _tracking_fallback(environ: dict[str, str]) -> Literal["none", "local"]:

@@ -40,10 +40,11 @@ class SettingsError(ConvbenchError, ValueError):
 
 @dataclass(frozen=True)
 class KnownNames:
-    """The names params.yaml may use for sources and variants (variant name -> its family)."""
+    """The names params.yaml may use for sources and variants (variant name -> its family);
+    ``variants=None`` leaves variant names unchecked."""
 
     sources: Collection[str]
-    variants: dict[str, Literal["keras", "sklearn"]]
+    variants: dict[str, Literal["keras", "sklearn"]] | None = None
 
 
 def transfer_run_keys(key: str) -> tuple[str, str]:
@@ -96,6 +97,8 @@ class Params(_Strict):
             for name, item in getattr(self, group).items():
                 _known(f"{group}.{name}.source", "source", item.source, known.sources)
         for key, run in self.runs.items():
+            if known.variants is None:
+                break
             _known(f"runs.{key}.variant", "variant", run.variant, known.variants)
             expected = ForestRun if known.variants[run.variant] == "sklearn" else KerasRun
             if not isinstance(run, expected):

@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from convbench.core.errors import ConvbenchError, InputUnavailableError
 from convbench.core.logs import setup_logging
 from convbench.data.sources import SOURCES
-from convbench.models.catalog import VARIANTS
 from convbench.settings import KnownNames, Settings, load_settings
+
+if TYPE_CHECKING:  # the catalogue is handed in: importing it would load every builder
+    from convbench.models.catalog import Variant
 
 log = logging.getLogger("convbench")
 
@@ -30,16 +32,19 @@ log = logging.getLogger("convbench")
 EXIT_UNAVAILABLE = 69
 
 
-def known_names() -> KnownNames:
-    """The source and variant names params.yaml may use (their registries live below)."""
-    return KnownNames(
-        sources=frozenset(SOURCES), variants={name: v.kind for name, v in VARIANTS.items()}
-    )
+def known_names(variants: Mapping[str, Variant] | None = None) -> KnownNames:
+    """The names params.yaml may use: the data sources, and the model variants when given.
+
+    The stages that build models hand the catalogue in (``convbench.models.VARIANTS``);
+    the others leave it out, so they neither import nor depend on the model code.
+    """
+    kinds = None if variants is None else {name: v.kind for name, v in variants.items()}
+    return KnownNames(sources=frozenset(SOURCES), variants=kinds)
 
 
-def stage_settings(params: Path) -> Settings:
-    """``params`` loaded with every name checked: what each stage's ``main`` works from."""
-    return load_settings(params, known=known_names())
+def stage_settings(params: Path, variants: Mapping[str, Variant] | None = None) -> Settings:
+    """``params`` loaded with its names checked: what each stage's ``main`` works from."""
+    return load_settings(params, known=known_names(variants))
 
 
 def run_stage(main: Callable[..., Any]) -> None:

@@ -1,0 +1,1 @@
+"""MLflow: the store and its health, a training's run, abandoned runs, the model registry."""

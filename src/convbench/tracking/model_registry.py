@@ -24,15 +24,14 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from convbench.core.atomic import write_json
-from convbench.models import VARIANTS
+from convbench.data.prepare import prepared_info
+from convbench.evaluation.scoring import predict_test
 from convbench.models.saving import refusing_unsafe
 from convbench.settings import RunSpec, Settings
-from convbench.tracking import store as tracking
+from convbench.tracking.health import reachable_store
 
 log = logging.getLogger(__name__)
 
-# Runs whose model is a whole image classifier (a head on stored features is not).
-IMAGE_MODEL_KINDS = ("images", "finetune")
 INPUT_TAG_PREFIX = "convbench.input."
 
 
@@ -78,19 +77,15 @@ class ModelInput:
         return cls(**values)
 
 
-def model_input(settings: Settings, spec: RunSpec, classes: list[Any]) -> ModelInput:
-    height, width = settings.image_size(spec.dataset)
-    if spec.kind == "finetune":
-        normalize = settings.transfer(spec.transfer or "").normalize
-    else:
-        normalize = settings.run(spec.key).normalize
+def model_input(spec: RunSpec, classes: list[Any]) -> ModelInput:
+    height, width = spec.image_size
     return ModelInput(
         height=height,
         width=width,
-        channels=settings.dataset(spec.dataset).image.channels,
-        normalize=normalize,
+        channels=spec.channels,
+        normalize=spec.normalize,
         classes=[str(c) for c in classes],
-        flatten=VARIANTS[spec.variant].kind == "sklearn",
+        flatten=spec.family == "sklearn",
     )
 
 
@@ -98,7 +93,7 @@ def best_run(settings: Settings, frame: pd.DataFrame, dataset: str) -> str | Non
     """The dataset's best current (status ok) image-model run, by test accuracy."""
     specs = settings.run_specs()
     rows = frame[(frame["status"] == "ok") & (frame["dataset"] == dataset)]
-    rows = rows[[specs[run].kind in IMAGE_MODEL_KINDS for run in rows["run"]]]
+    rows = rows[[specs[run].takes_images for run in rows["run"]]]
     if rows.empty:
         return None
     ranked = rows.assign(accuracy=rows["test_accuracy"].astype(float)).sort_values(
@@ -107,7 +102,7 @@ def best_run(settings: Settings, frame: pd.DataFrame, dataset: str) -> str | Non
     return str(ranked["run"].iloc[0])
 
 
-def register(
+def register_version(
     client: MlflowClient, name: str, run_id: str, model_uri: str, tags: dict[str, str]
 ) -> ModelVersion:
     """The run's logged model as a version of ``name``; a run is registered once."""
@@ -143,8 +138,6 @@ def load_registered(uri: str, tags: dict[str, str]) -> Any:
 
 def score_on_test(model: Any, inputs: ModelInput, prepared_dir: Path) -> float:
     """Test accuracy of a registered model on a prepared test split."""
-    from convbench.evaluation.scoring import predict_test
-
     size = (inputs.height, inputs.width)
     proba, labels, _ = predict_test(model, prepared_dir, size, inputs.normalize)
     return float((proba.argmax(axis=1) == labels).mean())
@@ -152,8 +145,6 @@ def score_on_test(model: Any, inputs: ModelInput, prepared_dir: Path) -> float:
 
 def decide(settings: Settings, dataset: str, frame: pd.DataFrame, prepared_dir: Path) -> Decision:
     """Register the dataset's best run and move the alias where the gate allows."""
-    from convbench.data.prepare import prepared_info
-
     gate = settings.params.registry
     key = best_run(settings, frame, dataset)
     if key is None:
@@ -161,11 +152,11 @@ def decide(settings: Settings, dataset: str, frame: pd.DataFrame, prepared_dir: 
     spec = settings.run_spec(key)
     row = frame.set_index("run").loc[key]
     accuracy = float(row["test_accuracy"])
-    inputs = model_input(settings, spec, prepared_info(prepared_dir)["classes"])
+    inputs = model_input(spec, prepared_info(prepared_dir)["classes"])
     minimum = gate.min_test_accuracy.get(dataset, 0.0)
     name = model_name(dataset)
     # A server that does not answer stops this at once (not after MLflow's retries).
-    client = MlflowClient(tracking_uri=tracking.reachable_store(settings.env).tracking_uri)
+    client = MlflowClient(tracking_uri=reachable_store(settings.env).tracking_uri)
     tags = {
         "convbench.run": key,
         "convbench.variant": spec.variant,
@@ -177,7 +168,7 @@ def decide(settings: Settings, dataset: str, frame: pd.DataFrame, prepared_dir: 
     model_uri = row.get("mlflow_model_uri")
     if pd.isna(model_uri):  # trained before the logged model's URI was recorded
         model_uri = f"runs:/{run_id}/model"
-    version = register(client, name, run_id, str(model_uri), tags)
+    version = register_version(client, name, run_id, str(model_uri), tags)
     current = champion(client, name, gate.alias)
     held = None
     if accuracy < minimum:

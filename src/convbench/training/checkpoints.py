@@ -10,10 +10,15 @@ outputs before it runs the stage again.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
+import os
+import re
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,6 +77,13 @@ class Checkpoint:
         # One folder per settings: queued experiments of one run never share a checkpoint.
         return cls(project_root / CHECKPOINTS / f"{run_key}-{fingerprint[:12]}", fingerprint)
 
+    def load_any(self) -> Progress | None:
+        """The saved progress whatever settings it was made under (None if unreadable)."""
+        try:
+            return Progress(**json.loads((self.folder / PROGRESS).read_text()))
+        except (OSError, ValueError, TypeError):
+            return None
+
     def load(self) -> Progress | None:
         """The saved progress, or None when there is none (or it is unreadable)."""
         path = self.folder / PROGRESS
@@ -109,7 +121,57 @@ class Checkpoint:
             return [saved[f"arr_{i}"] for i in range(len(saved.files))]
 
     def discard(self) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)
+        remove_checkpoint(self.folder)
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """Mark the checkpoint as in use while training: a sweep leaves a held one alone.
+
+        The operating system drops the lock when the process dies, so a killed
+        training's checkpoint is never mistaken for a live one.
+        """
+        lock = _lock_path(self.folder)
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+
+def _lock_path(folder: Path) -> Path:
+    return folder.with_name(f"{folder.name}.lock")
+
+
+def in_use(folder: Path) -> bool:
+    """Whether a live training holds the checkpoint ``folder``."""
+    lock = _lock_path(folder)
+    try:
+        fd = os.open(lock, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def checkpoints_of(project_root: Path, run_key: str) -> list[Path]:
+    """Every checkpoint folder of run ``run_key``, whatever settings it was made under."""
+    folder = project_root / CHECKPOINTS
+    if not folder.is_dir():
+        return []
+    name = re.compile(rf"{re.escape(run_key)}-[0-9a-f]{{12}}")
+    return sorted(p for p in folder.iterdir() if p.is_dir() and name.fullmatch(p.name))
+
+
+def remove_checkpoint(folder: Path) -> None:
+    shutil.rmtree(folder, ignore_errors=True)
+    _lock_path(folder).unlink(missing_ok=True)
 
 
 class EarlyStoppingState:

@@ -1,0 +1,25 @@
+"""Stage ``download_weights``: a pretrained base's weights, verified against their pin."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from convbench.data.download import fetch_source
+from convbench.data.sources import SOURCES
+from convbench.settings import Settings
+from convbench.stages.entry import stage_settings
+
+
+def download_weights(settings: Settings, name: str, out_dir: Path) -> list[Path]:
+    """Fetch the pretrained weights ``pretrained.<name>`` names, verified against their pin."""
+    if name not in settings.params.pretrained:
+        raise KeyError(
+            f"pretrained: unknown {name!r}; allowed: {sorted(settings.params.pretrained)}"
+        )
+    source = SOURCES[settings.params.pretrained[name].source]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return fetch_source(source, out_dir, mirror=settings.env.mirror)
+
+
+def main(name: str, out_dir: Path, params: Path = Path("params.yaml")) -> None:
+    download_weights(stage_settings(params), name, out_dir)

@@ -1,0 +1,58 @@
+"""Stage ``validate``: the manifest of every image (bad files quarantined), checked by a GX
+suite, with its summary and Data Docs."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from convbench.data.scan import scan_dataset
+from convbench.data.validation.checkpoint import validate_manifest
+from convbench.data.validation.expectations import expectations_for
+from convbench.data.validation.summary import write_summary
+from convbench.settings import Settings
+from convbench.stages.entry import stage_settings
+
+log = logging.getLogger(__name__)
+
+
+def validate_dataset(
+    settings: Settings, name: str, raw_dir: Path, out_dir: Path, report_dir: Path
+) -> dict:
+    """Build the manifest (and, for image files, quarantine the bad ones), then validate it.
+
+    ``out_dir`` gets the manifest, and for folder datasets the quarantined files, the
+    converted images and ``quarantine.csv``; it is written before the suite runs, so a
+    failed validation still shows every file and reason. The summary and Data Docs are
+    written whether or not the data passes.
+    """
+    manifest, files = scan_dataset(settings, name, raw_dir, out_dir)
+    try:
+        summary = validate_manifest(
+            manifest, expectations_for(settings, name), name, report_dir / "data_docs"
+        )
+    except Exception as error:
+        failed = getattr(error, "summary", None)
+        if failed is not None:
+            write_summary({**failed, **files}, report_dir / "summary.json")
+        raise
+    summary |= files
+    write_summary(summary, report_dir / "summary.json")
+    log.info(
+        "%s: %d images valid (%d expectations)%s",
+        name,
+        summary["rows"],
+        summary["evaluated_expectations"],
+        f"; {files['files']}" if files else "",
+    )
+    return summary
+
+
+def main(
+    dataset: str,
+    raw_dir: Path,
+    out_dir: Path,
+    report_dir: Path,
+    params: Path = Path("params.yaml"),
+) -> None:
+    validate_dataset(stage_settings(params), dataset, raw_dir, out_dir, report_dir)
