@@ -253,18 +253,14 @@ def main(
     ] = False,
 ) -> None:
     # The lock before Prefect: a busy checkout stops in a second, not after a server start.
-    try:
-        with runlock.hold(project_dir, profile, wait=wait):
-            experiment(
-                profile=profile,
-                datasets=dataset or None,
-                variants=variant or None,
-                overrides=set_param or [],
-                project_dir=str(project_dir),
-            )
-    except runlock.RunLockBusyError as busy:
-        typer.echo(f"error: {busy}", err=True)
-        raise typer.Exit(runlock.EXIT_BUSY) from None
+    with runlock.held_or_exit(project_dir, profile, wait=wait):
+        experiment(
+            profile=profile,
+            datasets=dataset or None,
+            variants=variant or None,
+            overrides=set_param or [],
+            project_dir=str(project_dir),
+        )
 
 
 if __name__ == "__main__":

@@ -45,7 +45,7 @@ def write_run(folder: str, index: str) -> None:
 
 
 def _writers(folder: Path, count: int) -> list[subprocess.Popen[str]]:
-    code = "import sys; from tests.test_concurrency import write_run; write_run(*sys.argv[1:])"
+    code = "import sys; from tests.ops.test_concurrency import write_run; write_run(*sys.argv[1:])"
     return [
         subprocess.Popen(
             [sys.executable, "-c", code, str(folder), str(i)],

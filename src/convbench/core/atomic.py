@@ -79,19 +79,22 @@ def atomic_path(path: Path) -> Iterator[Path]:
         os.close(fd)
 
 
-def _abandoned(tmp: Path) -> bool:
-    """Whether no live writer holds ``tmp``'s lock (a failed lookup counts as held)."""
+def lock_held(path: Path) -> bool:
+    """Whether a live process holds the lock on ``path``: a missing file holds none; a
+    failed lookup counts as held (a file system without locks: leave its files alone)."""
     try:
-        fd = os.open(tmp, os.O_RDONLY)
-    except OSError:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
         return False
+    except OSError:
+        return True
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:  # held by its writer, or a file system without locks: leave it
-        return False
+    except OSError:
+        return True
     finally:
         os.close(fd)
-    return True
+    return False
 
 
 def remove_stale_temporaries(path: Path) -> list[Path]:
@@ -103,12 +106,12 @@ def remove_stale_temporaries(path: Path) -> list[Path]:
     """
     removed = []
     for tmp in sorted(path.parent.glob(_temporary_pattern(path))):
-        if tmp.is_file() and _abandoned(tmp):
+        if tmp.is_file() and not lock_held(tmp):
             tmp.unlink(missing_ok=True)
             removed.append(tmp)
         elif tmp.is_dir() and not tmp.is_symlink():
             lock = _folder_lock(tmp)
-            if not lock.exists() or _abandoned(lock):
+            if not lock_held(lock):
                 _remove(tmp)
                 lock.unlink(missing_ok=True)
                 removed.append(tmp)

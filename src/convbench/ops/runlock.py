@@ -164,6 +164,19 @@ def hold(
         lock.release()
 
 
+@contextlib.contextmanager
+def held_or_exit(
+    root: Path, profile: str, *, wait: bool, command: str | None = None
+) -> Iterator[None]:
+    """``hold`` for a command line: a busy checkout prints whose it is and exits 75."""
+    try:
+        with hold(root, profile, wait=wait, command=command):
+            yield
+    except RunLockBusyError as busy:
+        typer.echo(f"error: {busy}", err=True)
+        raise typer.Exit(EXIT_BUSY) from None
+
+
 def run_locked(root: Path, command: list[str], *, wait: bool = False) -> int:
     """``command`` (``dvc repro``, say) run while holding ``root``'s run lock; its exit status.
 
@@ -202,11 +215,8 @@ def main(
     ] = False,
 ) -> None:
     """Run COMMAND holding the checkout's run lock, as `make run` does (`make repro`)."""
-    try:
+    with held_or_exit(project_dir, _profile(project_dir), wait=wait, command=shlex.join(command)):
         status = run_locked(project_dir, command, wait=wait)
-    except RunLockBusyError as busy:
-        typer.echo(f"error: {busy}", err=True)
-        raise typer.Exit(EXIT_BUSY) from None
     raise typer.Exit(status)
 
 

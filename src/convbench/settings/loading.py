@@ -6,12 +6,16 @@ hands the parts down; no other module reads ``params.yaml`` or environment varia
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import TypeVar
 
 from convbench.settings.environment import Environment, read_environment
 from convbench.settings.params import KnownNames, Params, SettingsError, load_params
 from convbench.settings.runs import RunSpec, resolve_runs
 from convbench.settings.schema import Dataset, Profile, Transfer, _Strict
+
+T = TypeVar("T")
 
 
 class Settings(_Strict):
@@ -23,30 +27,27 @@ class Settings(_Strict):
         return resolve_runs(self.params)
 
     def run_spec(self, key: str) -> RunSpec:
-        specs = self.run_specs()
-        if key not in specs:
-            raise SettingsError(f"runs: unknown run {key!r}; allowed: {sorted(specs)}")
-        return specs[key]
+        return _entry("runs", "run", self.run_specs(), key)
 
     def transfer(self, key: str) -> Transfer:
-        try:
-            return self.params.transfer[key]
-        except KeyError:
-            raise SettingsError(
-                f"transfer: unknown entry {key!r}; allowed: {sorted(self.params.transfer)}"
-            ) from None
+        return _entry("transfer", "entry", self.params.transfer, key)
 
     def dataset(self, name: str) -> Dataset:
-        try:
-            return self.params.datasets[name]
-        except KeyError:
-            raise SettingsError(
-                f"datasets: unknown dataset {name!r}; allowed: {sorted(self.params.datasets)}"
-            ) from None
+        return _entry("datasets", "dataset", self.params.datasets, name)
 
     @property
     def profile(self) -> Profile:
         return self.params.profiles[self.params.profile]
+
+
+def _entry(section: str, what: str, entries: Mapping[str, T], key: str) -> T:
+    """``entries[key]``, or an error naming the section and the allowed keys."""
+    try:
+        return entries[key]
+    except KeyError:
+        raise SettingsError(
+            f"{section}: unknown {what} {key!r}; allowed: {sorted(entries)}"
+        ) from None
 
 
 def load_settings(

@@ -9,14 +9,11 @@ without it (``make run``, ``dvc repro``) every run counts as selected.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
-
-import typer
 
 from convbench.reporting.compare import compare as compare_runs
 from convbench.reporting.missing import InputFolders, Selection
 from convbench.settings import Settings
-from convbench.stages.entry import stage_settings
+from convbench.stages.entry import stage_command
 
 # The dvc.yaml stages whose items are data sets and pretrained weights.
 DATASET_DOWNLOAD = "download"
@@ -41,17 +38,12 @@ def compare(
     raw_dir: Path | None = None,
     weights_dir: Path | None = None,
 ) -> str:
-    """Compare the runs under ``runs_dir`` into ``out_dir``; the report (comparison.md)."""
+    """Compare the runs under ``runs_dir`` into ``out_dir``; print and return the report."""
     inputs = InputFolders(raw_dir, weights_dir)
     compare_runs(settings, runs_dir, out_dir, inputs, selection(settings.env.selected_downloads))
-    return (out_dir / "comparison.md").read_text()
+    report = (out_dir / "comparison.md").read_text()
+    print(report)
+    return report
 
 
-def main(
-    runs_dir: Path,
-    out_dir: Path,
-    raw_dir: Annotated[Path | None, typer.Option(help="downloaded data sets")] = None,
-    weights_dir: Annotated[Path | None, typer.Option(help="downloaded weights")] = None,
-    params: Path = Path("params.yaml"),
-) -> None:
-    print(compare(stage_settings(params), runs_dir, out_dir, raw_dir, weights_dir))
+main = stage_command(compare)

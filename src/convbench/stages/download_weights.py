@@ -7,7 +7,7 @@ from pathlib import Path
 from convbench.data.download import fetch_source
 from convbench.data.sources import SOURCES
 from convbench.settings import Settings
-from convbench.stages.entry import stage_settings
+from convbench.stages.entry import stage_command
 
 
 def download_weights(settings: Settings, name: str, out_dir: Path) -> list[Path]:
@@ -21,5 +21,4 @@ def download_weights(settings: Settings, name: str, out_dir: Path) -> list[Path]
     return fetch_source(source, out_dir, mirror=settings.env.mirror)
 
 
-def main(name: str, out_dir: Path, params: Path = Path("params.yaml")) -> None:
-    download_weights(stage_settings(params), name, out_dir)
+main = stage_command(download_weights)

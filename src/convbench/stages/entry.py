@@ -9,7 +9,9 @@ stage function that flows and tests call too.
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
+import typing
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,6 +47,38 @@ def known_names(variants: Mapping[str, Variant] | None = None) -> KnownNames:
 def stage_settings(params: Path, variants: Mapping[str, Variant] | None = None) -> Settings:
     """``params`` loaded with its names checked: what each stage's ``main`` works from."""
     return load_settings(params, known=known_names(variants))
+
+
+def stage_command(
+    function: Callable[..., Any], variants: Mapping[str, Variant] | None = None
+) -> Callable[..., None]:
+    """The command line of a stage, made from its function's signature.
+
+    Every parameter after ``settings`` becomes an argument (an option where it has a
+    default), then ``--params``: the command loads the settings from that file (checking
+    variant names against ``variants`` when given) and calls ``function``. Parameters typed
+    ``Any`` are objects only a caller in Python can hand in (a model, say): left out.
+    """
+    hints = typing.get_type_hints(function)
+    parameters = [
+        parameter.replace(annotation=hints[parameter.name])
+        for parameter in list(inspect.signature(function).parameters.values())[1:]
+        if hints[parameter.name] is not Any
+    ]
+    params = inspect.Parameter(
+        "params",
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        default=Path("params.yaml"),
+        annotation=Path,
+    )
+
+    def command(**kwargs: Any) -> None:
+        function(stage_settings(kwargs.pop("params"), variants), **kwargs)
+
+    command.__signature__ = inspect.Signature([*parameters, params])  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in (*parameters, params)}
+    command.__name__, command.__doc__ = function.__name__, function.__doc__
+    return command
 
 
 def run_stage(main: Callable[..., Any]) -> None:

@@ -17,7 +17,7 @@ from convbench.evaluation.scoring import score
 from convbench.models.saving import load_model
 from convbench.models.variants import VARIANTS
 from convbench.settings import Settings
-from convbench.stages.entry import stage_settings
+from convbench.stages.entry import stage_command
 from convbench.tracking import store as tracking
 from convbench.tracking.health import checked_up_front
 from convbench.training.devices import configure_runtime
@@ -25,15 +25,15 @@ from convbench.training.devices import configure_runtime
 
 def evaluate_run(
     settings: Settings,
-    key: str,
+    run: str,
     inputs_dir: Path,
     model_dir: Path,
     train_dir: Path,
     out_dir: Path,
 ) -> dict[str, Any]:
-    """Score run ``key``'s model on the test split of ``inputs_dir``; write and log it."""
+    """Score run ``run``'s model on the test split of ``inputs_dir``; write and log it."""
     settings = checked_up_front(settings)
-    spec = settings.run_spec(key)
+    spec = settings.run_spec(run)
     classes = prepared_info(inputs_dir)["classes"]
     trained = read_json(train_dir / "metrics.json")
     # Where to run and GPU memory growth; a loaded model keeps the dtypes it trained with.
@@ -53,18 +53,18 @@ def evaluate_run(
     with all_or_nothing() as outputs:
         write_text(outputs.file(out_dir / "per_class.csv"), per_class_frame.to_csv(index=False))
         write_text(outputs.file(out_dir / "predictions.csv"), predictions.to_csv(index=False))
-        title = f"{key}: test accuracy {accuracy:.4f}"
+        title = f"{run}: test accuracy {accuracy:.4f}"
         confusion_matrix_png(result.matrix, classes, title, outputs.file(png))
         write_json(
             outputs.file(out_dir / "metrics.json"),
-            {"run": key, **result.metrics, "per_class_accuracy": per_class},
+            {"run": run, **result.metrics, "per_class_accuracy": per_class},
         )
 
     with tracking.start_run(
         settings,
         tracking.experiment_name(spec.dataset),
-        key,
-        tags={"dvc_evaluate_stage": settings.env.dvc_stage or f"evaluate@{key}"},
+        run,
+        tags={"dvc_evaluate_stage": settings.env.dvc_stage or f"evaluate@{run}"},
         run_id=trained["mlflow_run_id"],
     ):
         mlflow.log_metrics(result.metrics)
@@ -79,12 +79,4 @@ def evaluate_run(
     return result.metrics
 
 
-def main(
-    run: str,
-    inputs_dir: Path,
-    model_dir: Path,
-    train_dir: Path,
-    out_dir: Path,
-    params: Path = Path("params.yaml"),
-) -> None:
-    evaluate_run(stage_settings(params, VARIANTS), run, inputs_dir, model_dir, train_dir, out_dir)
+main = stage_command(evaluate_run, VARIANTS)

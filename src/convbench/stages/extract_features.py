@@ -11,7 +11,7 @@ from convbench.data.prepare import prepared_info, save_prepared
 from convbench.data.sources import SOURCES
 from convbench.models.variants import VARIANTS
 from convbench.settings import Settings
-from convbench.stages.entry import stage_settings
+from convbench.stages.entry import stage_command
 from convbench.training.devices import configure_runtime
 from convbench.training.transfer import extract_features, pretrained_base
 
@@ -51,11 +51,4 @@ def extract(
     return save_prepared(splits, out_dir, classes, extra={"feature_extraction": extraction})
 
 
-def main(
-    transfer: str,
-    prepared_dir: Path,
-    weights_dir: Path,
-    out_dir: Path,
-    params: Path = Path("params.yaml"),
-) -> None:
-    extract(stage_settings(params, VARIANTS), transfer, prepared_dir, weights_dir, out_dir)
+main = stage_command(extract, VARIANTS)

@@ -11,7 +11,7 @@ from convbench.models.saving import KERAS_MODEL, load_keras_model
 from convbench.models.variants import VARIANTS
 from convbench.models.vgg16 import finetune_model
 from convbench.settings import FineTuning, Settings, transfer_run_keys
-from convbench.stages.entry import stage_settings
+from convbench.stages.entry import stage_command
 from convbench.stages.extract_features import load_base
 from convbench.stages.keras_run import train_keras
 
@@ -53,21 +53,4 @@ def finetune(
     )
 
 
-def main(
-    transfer: str,
-    prepared_dir: Path,
-    weights_dir: Path,
-    head_dir: Path,
-    model_dir: Path,
-    out_dir: Path,
-    params: Path = Path("params.yaml"),
-) -> None:
-    finetune(
-        stage_settings(params, VARIANTS),
-        transfer,
-        prepared_dir,
-        weights_dir,
-        head_dir,
-        model_dir,
-        out_dir,
-    )
+main = stage_command(finetune, VARIANTS)

@@ -16,7 +16,7 @@ from convbench.data.prepare import Roles, prepare, prepare_shards, save_prepared
 from convbench.data.readers import load_raw
 from convbench.data.scan import MANIFEST, archive_path
 from convbench.settings import Settings
-from convbench.stages.entry import stage_settings
+from convbench.stages.entry import stage_command
 
 log = logging.getLogger(__name__)
 
@@ -64,14 +64,4 @@ def prepare_dataset(
     return info
 
 
-def main(
-    dataset: str,
-    raw_dir: Path,
-    validated_dir: Path,
-    validation_summary: Path,
-    out_dir: Path,
-    params: Path = Path("params.yaml"),
-) -> None:
-    prepare_dataset(
-        stage_settings(params), dataset, raw_dir, validated_dir, validation_summary, out_dir
-    )
+main = stage_command(prepare_dataset)

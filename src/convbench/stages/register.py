@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from convbench.settings import Settings
-from convbench.stages.entry import stage_settings
+from convbench.stages.entry import stage_command
 from convbench.tracking.model_registry import Decision, decide, write_decision
 
 
@@ -23,11 +23,4 @@ def register(
     return decision
 
 
-def main(
-    dataset: str,
-    comparison: Path,
-    prepared_dir: Path,
-    out: Path,
-    params: Path = Path("params.yaml"),
-) -> None:
-    register(stage_settings(params), dataset, comparison, prepared_dir, out)
+main = stage_command(register)

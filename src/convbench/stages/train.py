@@ -17,7 +17,7 @@ from convbench.data.prepare import ARRAYS, load_prepared, prepared_info
 from convbench.inputs.pipeline import scaled
 from convbench.models.variants import VARIANTS, build_variant
 from convbench.settings import RunSpec, Settings
-from convbench.stages.entry import stage_settings
+from convbench.stages.entry import stage_command
 from convbench.stages.keras_run import train_keras
 from convbench.tracking import training_run
 from convbench.training.forest import fit_forest
@@ -26,16 +26,16 @@ from convbench.training.outputs import write_input_preview
 
 def train_run(
     settings: Settings,
-    key: str,
+    run: str,
     prepared_dir: Path,
     model_dir: Path,
     out_dir: Path,
     verbose: int = 2,
 ) -> dict[str, Any]:
-    """Train run ``key`` on its prepared data; write the model, metrics and history."""
-    spec = settings.run_spec(key)
+    """Train run ``run`` on its prepared data; write the model, metrics and history."""
+    spec = settings.run_spec(run)
     if spec.kind != "images":
-        raise ValueError(f"runs: {key!r} is a transfer run: its stages train it")
+        raise ValueError(f"runs: {run!r} is a transfer run: its stages train it")
     keras.utils.set_random_seed(spec.seed)
     if spec.family == "sklearn":
         return _train_forest(settings, spec, prepared_dir, model_dir, out_dir)
@@ -79,7 +79,4 @@ def _train_forest(
         return training_run.finish_run(trained, active, settings.env.runner, model_dir, out_dir)
 
 
-def main(
-    run: str, prepared_dir: Path, model_dir: Path, out_dir: Path, params: Path = Path("params.yaml")
-) -> None:
-    train_run(stage_settings(params, VARIANTS), run, prepared_dir, model_dir, out_dir)
+main = stage_command(train_run, VARIANTS)

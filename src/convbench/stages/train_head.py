@@ -9,7 +9,7 @@ from typing import Any
 from convbench.data.prepare import prepared_info
 from convbench.models.variants import VARIANTS
 from convbench.settings import Settings, transfer_run_keys
-from convbench.stages.entry import stage_settings
+from convbench.stages.entry import stage_command
 from convbench.stages.keras_run import train_keras
 
 
@@ -40,11 +40,4 @@ def train_head(
     )
 
 
-def main(
-    transfer: str,
-    features_dir: Path,
-    model_dir: Path,
-    out_dir: Path,
-    params: Path = Path("params.yaml"),
-) -> None:
-    train_head(stage_settings(params, VARIANTS), transfer, features_dir, model_dir, out_dir)
+main = stage_command(train_head, VARIANTS)

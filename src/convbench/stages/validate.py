@@ -11,13 +11,13 @@ from convbench.data.validation.checkpoint import validate_manifest
 from convbench.data.validation.expectations import expectations_for
 from convbench.data.validation.summary import write_summary
 from convbench.settings import Settings
-from convbench.stages.entry import stage_settings
+from convbench.stages.entry import stage_command
 
 log = logging.getLogger(__name__)
 
 
 def validate_dataset(
-    settings: Settings, name: str, raw_dir: Path, out_dir: Path, report_dir: Path
+    settings: Settings, dataset: str, raw_dir: Path, out_dir: Path, report_dir: Path
 ) -> dict:
     """Build the manifest (and, for image files, quarantine the bad ones), then validate it.
 
@@ -26,10 +26,10 @@ def validate_dataset(
     failed validation still shows every file and reason. The summary and Data Docs are
     written whether or not the data passes.
     """
-    manifest, files = scan_dataset(settings, name, raw_dir, out_dir)
+    manifest, files = scan_dataset(settings, dataset, raw_dir, out_dir)
     try:
         summary = validate_manifest(
-            manifest, expectations_for(settings, name), name, report_dir / "data_docs"
+            manifest, expectations_for(settings, dataset), dataset, report_dir / "data_docs"
         )
     except Exception as error:
         failed = getattr(error, "summary", None)
@@ -40,7 +40,7 @@ def validate_dataset(
     write_summary(summary, report_dir / "summary.json")
     log.info(
         "%s: %d images valid (%d expectations)%s",
-        name,
+        dataset,
         summary["rows"],
         summary["evaluated_expectations"],
         f"; {files['files']}" if files else "",
@@ -48,11 +48,4 @@ def validate_dataset(
     return summary
 
 
-def main(
-    dataset: str,
-    raw_dir: Path,
-    out_dir: Path,
-    report_dir: Path,
-    params: Path = Path("params.yaml"),
-) -> None:
-    validate_dataset(stage_settings(params), dataset, raw_dir, out_dir, report_dir)
+main = stage_command(validate_dataset)

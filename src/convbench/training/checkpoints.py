@@ -26,7 +26,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from convbench.core.atomic import atomic_dir, write_json
+from convbench.core.atomic import atomic_dir, lock_held, write_json
 
 log = logging.getLogger(__name__)
 
@@ -146,18 +146,7 @@ def _lock_path(folder: Path) -> Path:
 
 def in_use(folder: Path) -> bool:
     """Whether a live training holds the checkpoint ``folder``."""
-    lock = _lock_path(folder)
-    try:
-        fd = os.open(lock, os.O_RDONLY)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        return True
-    finally:
-        os.close(fd)
-    return False
+    return lock_held(_lock_path(folder))
 
 
 def checkpoints_of(project_root: Path, run_key: str) -> list[Path]:
