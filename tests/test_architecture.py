@@ -115,6 +115,42 @@ def test_no_import_cycles(graph: ImportGraph) -> None:
     assert not cycles, f"{len(cycles)} import cycle(s):\n" + "\n".join(lines)
 
 
+# The layers of src/convbench in the order the data flows (DESIGN.md); a module may import
+# its own layer and those before it, never one after it. The top-level modules (cli,
+# predict) and flows/ and pipelines/ sit above them all.
+LAYERS = (
+    "core",
+    "settings",
+    "data",
+    "inputs",
+    "models",
+    "training",
+    "evaluation",
+    "tracking",
+    "reporting",
+    "stages",
+    "ops",
+)
+
+
+def _layer(module: str) -> int | None:
+    parts = module.split(".")
+    if parts[0] != imports.LIBRARY or len(parts) < 2 or parts[1] not in LAYERS:
+        return None
+    return LAYERS.index(parts[1])
+
+
+def test_imports_go_down_the_layers(graph: ImportGraph) -> None:
+    upward = [
+        f"    {a} ({LAYERS[_layer(a)]}) imports {b} ({LAYERS[_layer(b)]}) at {graph.where(a, b)}"
+        for a, b in graph.edges.edges
+        if _layer(a) is not None and _layer(b) is not None and _layer(b) > _layer(a)
+    ]
+    assert not upward, f"{len(upward)} import(s) up the layers:\n" + "\n".join(sorted(upward))
+    subpackages = {m.split(".")[1] for m in graph.packages if m.count(".") == 1}
+    assert subpackages <= set(LAYERS), f"not placed in LAYERS: {subpackages - set(LAYERS)}"
+
+
 def test_modules_stay_small() -> None:
     counts = imports.line_counts(ROOT)
     over = sorted(

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from convbench.core.hashing import fingerprint
 from convbench.settings.params import Params, transfer_run_keys
-from convbench.settings.schema import Augmentation, ForestRun, KerasRun, Profile, Training
+from convbench.settings.schema import Augmentation, ForestRun, KerasRun, Training, Transfer
 
 Kind = Literal["images", "features", "finetune"]
 
@@ -98,56 +98,62 @@ def _keras_params(dataset: str, variant: str, training: Training, normalize: boo
 
 def resolve_runs(params: Params) -> dict[str, RunSpec]:
     """Every run, in params order: ``runs`` first, then each transfer entry's two."""
-    profile: Profile = params.profiles[params.profile]
-    common = {"seed": params.seed, "profile": params.profile}
-    specs: dict[str, RunSpec] = {}
-    for key, run in params.runs.items():
-        shape = {
-            "image_size": image_size(params, run.dataset),
-            "channels": params.datasets[run.dataset].image.channels,
-            "fingerprint": _fingerprint(params, run, run.dataset),
-            "params": run.model_dump(mode="json"),
-        }
-        if isinstance(run, ForestRun):
-            specs[key] = RunSpec(
-                key, run.dataset, run.variant, "images", None, "sklearn",
-                normalize=run.normalize,
-                n_estimators=capped(run.n_estimators, profile.max_estimators),
-                max_depth=run.max_depth,
-                **shape, **common,
-            )  # fmt: skip
-        else:
-            specs[key] = RunSpec(
-                key, run.dataset, run.variant, "images", None, "keras",
-                normalize=run.normalize,
-                training=run,
-                augmentation=run.augmentation,
-                epochs=capped(run.epochs, profile.max_epochs),
-                **shape, **common,
-            )  # fmt: skip
+    specs = {key: _resolve_run(params, key, run) for key, run in params.runs.items()}
     for key, item in params.transfer.items():
-        architecture = params.pretrained[item.base].architecture
-        shape = {
-            "image_size": image_size(params, item.dataset),
-            "channels": params.datasets[item.dataset].image.channels,
-            "fingerprint": _fingerprint(params, item, item.dataset),
-        }
-        steps: tuple[tuple[str, Kind, Training, bool], ...] = (
-            # The features are already scaled images seen through the base: no /255.
-            (transfer_run_keys(key)[0], "features", item.head, False),
-            (transfer_run_keys(key)[1], "finetune", item.finetune, item.normalize),
+        specs |= _resolve_transfer(params, key, item)
+    return specs
+
+
+def _common(params: Params, dataset: str, entry: Any) -> dict[str, Any]:
+    """What every run of ``dataset`` made from params entry ``entry`` shares."""
+    return {
+        "dataset": dataset,
+        "image_size": image_size(params, dataset),
+        "channels": params.datasets[dataset].image.channels,
+        "fingerprint": _fingerprint(params, entry, dataset),
+        "seed": params.seed,
+        "profile": params.profile,
+    }
+
+
+def _resolve_run(params: Params, key: str, run: KerasRun | ForestRun) -> RunSpec:
+    profile = params.profiles[params.profile]
+    common = _common(params, run.dataset, run) | {
+        "key": key,
+        "variant": run.variant,
+        "kind": "images",
+        "normalize": run.normalize,
+        "params": run.model_dump(mode="json"),
+    }
+    if isinstance(run, ForestRun):
+        estimators = capped(run.n_estimators, profile.max_estimators)
+        return RunSpec(**common, family="sklearn", n_estimators=estimators, max_depth=run.max_depth)
+    epochs = capped(run.epochs, profile.max_epochs)
+    return RunSpec(**common, training=run, augmentation=run.augmentation, epochs=epochs)
+
+
+def _resolve_transfer(params: Params, key: str, item: Transfer) -> dict[str, RunSpec]:
+    """A transfer entry's two runs: the head on stored features, then fine-tuning."""
+    architecture = params.pretrained[item.base].architecture
+    steps: tuple[tuple[str, Kind, Training, bool], ...] = (
+        # The features are already scaled images seen through the base: no /255.
+        (transfer_run_keys(key)[0], "features", item.head, False),
+        (transfer_run_keys(key)[1], "finetune", item.finetune, item.normalize),
+    )
+    specs = {}
+    for run_key, kind, training, normalize in steps:
+        variant = f"{architecture}_{kind}"
+        recorded = _keras_params(item.dataset, variant, training, normalize)
+        specs[run_key] = RunSpec(
+            **_common(params, item.dataset, item),
+            key=run_key,
+            variant=variant,
+            kind=kind,
+            transfer=key,
+            normalize=normalize,
+            training=training,
+            augmentation=getattr(training, "augmentation", None),
+            epochs=capped(training.epochs, params.profiles[params.profile].max_epochs),
+            params=recorded.model_dump(mode="json"),
         )
-        for run_key, kind, training, normalize in steps:
-            variant = f"{architecture}_{kind}"
-            specs[run_key] = RunSpec(
-                run_key, item.dataset, variant, kind, key, "keras",
-                normalize=normalize,
-                training=training,
-                augmentation=getattr(training, "augmentation", None),
-                epochs=capped(training.epochs, profile.max_epochs),
-                params=_keras_params(item.dataset, variant, training, normalize).model_dump(
-                    mode="json"
-                ),
-                **shape, **common,
-            )  # fmt: skip
     return specs

@@ -31,7 +31,13 @@ from convbench.tracking import training_run
 from convbench.tracking.abandoned import sweep_abandoned
 from convbench.training.checkpoints import Checkpoint, Progress
 from convbench.training.devices import AppliedRuntime, configure_runtime
-from convbench.training.fit import TrainingDivergedError, compile_model, ema_momentum_for, fit_keras
+from convbench.training.fit import (
+    TrainingDivergedError,
+    TrainResult,
+    compile_model,
+    ema_momentum_for,
+    fit_keras,
+)
 from convbench.training.outputs import write_input_preview
 
 log = logging.getLogger(__name__)
@@ -82,21 +88,7 @@ def train_keras(
     ):
         compile_model(model, spec.training, ema, jit_compile=applied.xla)
         runtime = _log_runtime(applied, model)
-        try:
-            result = fit_keras(
-                model,
-                train,
-                validation,
-                spec.training,
-                spec.epochs,
-                lambda done: training_run.send_epochs(done, patient=False),
-                verbose,
-                checkpoint,
-                progress,
-            )
-        except TrainingDivergedError:
-            checkpoint.discard()  # resuming would only diverge again
-            raise
+        result = _fit(model, train, validation, spec, checkpoint, progress, verbose)
         training_run.send_epochs(progress, patient=True)
         trained = training_run.Trained(
             spec=spec,
@@ -106,10 +98,7 @@ def train_keras(
             train_images=train_count,
             sample=first_images(validation, 8),
             metrics={"image_height": size[0], "image_width": size[1], **(extra_metrics or {})},
-            details={
-                "effective": {"epochs": spec.epochs, "ema_momentum": ema},
-                "runtime": runtime,
-            },
+            details={"effective": {"epochs": spec.epochs, "ema_momentum": ema}, "runtime": runtime},
             # Images, not stored features: show what the model trains on.
             preview=_preview(spec, inputs_dir) if spec.kind != "features" else None,
         )
@@ -118,6 +107,34 @@ def train_keras(
     why = f"{settings.env.dvc_stage or f'train@{spec.key}'} finished under other settings"
     sweep_abandoned(settings.env, spec.key, why, keep=checkpoint.folder)
     return summary
+
+
+def _fit(
+    model: Any,
+    train: Any,
+    validation: Any,
+    spec: RunSpec,
+    checkpoint: Checkpoint,
+    progress: Progress,
+    verbose: int,
+) -> TrainResult:
+    """``fit_keras`` with each epoch sent to MLflow; a diverged run keeps no checkpoint."""
+    assert spec.training is not None and spec.epochs is not None
+    try:
+        return fit_keras(
+            model,
+            train,
+            validation,
+            spec.training,
+            spec.epochs,
+            lambda done: training_run.send_epochs(done, patient=False),
+            verbose,
+            checkpoint,
+            progress,
+        )
+    except TrainingDivergedError:
+        checkpoint.discard()  # resuming would only diverge again
+        raise
 
 
 def _preview(spec: RunSpec, inputs_dir: Path) -> Callable[[Path], None]:
