@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import zipfile
 from pathlib import Path
 
@@ -232,3 +233,25 @@ def test_every_image_is_decoded_once(ci_settings: Settings, tmp_path: Path, monk
         + [len(s) for s in seen[:0]]
         + [len(d) for d in seen if d not in members.values()]
     )
+
+
+def test_shards_have_the_same_bytes_in_every_process(tmp_path: Path) -> None:
+    """The prepared data's hash (and so every run's ``dataset_sha256`` and DVC's view of
+    the prepare stage) must not change with the process's hash seed."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys; from pathlib import Path; from convbench.data.shards import write_shards\n"
+        "out = Path(sys.argv[1]); out.mkdir()\n"
+        "write_shards(out, 'train', [b'\\xff\\xd8a', b'\\xff\\xd8b'], [0, 1], ['a', 'b'], 10)\n"
+    )
+    for seed in ("1", "2"):
+        subprocess.run(
+            [sys.executable, "-c", script, str(tmp_path / seed)],
+            env={**os.environ, "PYTHONHASHSEED": seed, "TF_CPP_MIN_LOG_LEVEL": "3"},
+            check=True,
+        )
+    first, second = sorted((tmp_path / "1").iterdir()), sorted((tmp_path / "2").iterdir())
+    assert [p.name for p in first] == [p.name for p in second]
+    assert [p.read_bytes() for p in first] == [p.read_bytes() for p in second]

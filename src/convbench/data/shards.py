@@ -27,7 +27,10 @@ def _example(image: bytes, label: int, image_id: str) -> bytes:
         "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[int(label)])),
         "id": tf.train.Feature(bytes_list=tf.train.BytesList(value=[image_id.encode()])),
     }
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+    # deterministic: map fields in key order, so equal images give equal bytes (and hashes)
+    # in every process, not in an order that changes with the hash seed.
+    example = tf.train.Example(features=tf.train.Features(feature=feature))
+    return example.SerializeToString(deterministic=True)
 
 
 def write_shards(
