@@ -37,7 +37,7 @@ EXIT_UNAVAILABLE = 69
 def known_names(variants: Mapping[str, Variant] | None = None) -> KnownNames:
     """The names params.yaml may use: the data sources, and the model variants when given.
 
-    The stages that build models hand the catalogue in (``convbench.models.VARIANTS``);
+    The stages that build models hand the catalogue in (``models.variants.VARIANTS``);
     the others leave it out, so they neither import nor depend on the model code.
     """
     kinds = None if variants is None else {name: v.kind for name, v in variants.items()}
