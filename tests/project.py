@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -68,23 +69,32 @@ def dvc(workspace: Path, env: dict[str, str], *args: str) -> str:
     return run([sys.executable, "-m", "dvc", *args], workspace, env)
 
 
-def task_states(env: dict[str, str]) -> dict[str, str]:
-    """Task-run names and states from the Prefect database the flow used."""
+def prefect_query(env: dict[str, str], body: str, imports: str = "") -> Any:
+    """What ``body`` (statements with ``client`` open, setting ``result``) reads from the
+    Prefect API ``env`` points to, in a process of its own; ``result`` comes back as JSON."""
+    indented = "".join(f"        {line}\n" for line in body.strip().splitlines())
     script = (
-        "import asyncio, json\n"
-        "from prefect.client.orchestration import get_client\n"
-        "from prefect.client.schemas.sorting import TaskRunSort\n"
+        f"import asyncio, json\nfrom prefect.client.orchestration import get_client\n{imports}"
         "async def main():\n"
         "    async with get_client() as client:\n"
-        "        runs = await client.read_task_runs(\n"
-        "            limit=200, sort=TaskRunSort.EXPECTED_START_TIME_ASC)\n"
-        "    print(json.dumps({r.name: r.state.type.value for r in runs}))\n"
+        f"{indented}"
+        "    print(json.dumps(result))\n"
         "asyncio.run(main())\n"
     )
     output = subprocess.run(
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
     ).stdout
     return json.loads(output.strip().splitlines()[-1])
+
+
+def task_states(env: dict[str, str]) -> dict[str, str]:
+    """Task-run names and states from the Prefect database the flow used."""
+    return prefect_query(
+        env,
+        "runs = await client.read_task_runs(limit=200, sort=TaskRunSort.EXPECTED_START_TIME_ASC)\n"
+        "result = {r.name: r.state.type.value for r in runs}",
+        imports="from prefect.client.schemas.sorting import TaskRunSort\n",
+    )
 
 
 # Tiny projects for the fault tests: params.yaml in a folder, the real stage commands.

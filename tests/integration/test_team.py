@@ -27,7 +27,7 @@ from PIL import Image
 
 from convbench.ops import services
 from tests.conftest import SHARED_DATASETS, needs_mirror
-from tests.project import make_workspace, run, task_states
+from tests.project import make_workspace, prefect_query, run, task_states
 
 pytestmark = [needs_mirror, pytest.mark.slow]
 
@@ -193,20 +193,13 @@ def test_servers_deploy_run_watch_compare_predict(team: Team) -> None:
 
 def flow_run_parameters(env: dict[str, str]) -> list[tuple[str, dict[str, object]]]:
     """(flow name, parameters) of every flow run the server knows."""
-    script = (
-        "import asyncio, json\n"
-        "from prefect.client.orchestration import get_client\n"
-        "async def main():\n"
-        "    async with get_client() as client:\n"
-        "        runs = await client.read_flow_runs(limit=200)\n"
-        "        flows = {f.id: f.name for f in await client.read_flows(limit=200)}\n"
-        "    print(json.dumps([[flows[r.flow_id], r.parameters] for r in runs]))\n"
-        "asyncio.run(main())\n"
+    given = prefect_query(
+        env,
+        "runs = await client.read_flow_runs(limit=200)\n"
+        "flows = {f.id: f.name for f in await client.read_flows(limit=200)}\n"
+        "result = [[flows[r.flow_id], r.parameters] for r in runs]",
     )
-    output = subprocess.run(
-        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
-    ).stdout
-    return [(flow, given) for flow, given in json.loads(output.strip().splitlines()[-1])]
+    return [(flow, parameters) for flow, parameters in given]
 
 
 def _git(repo: Path, *args: str) -> str:

@@ -77,10 +77,13 @@ class Checkpoint:
         # One folder per settings: queued experiments of one run never share a checkpoint.
         return cls(project_root / CHECKPOINTS / f"{run_key}-{fingerprint[:12]}", fingerprint)
 
+    def _read(self) -> Progress:
+        return Progress(**json.loads((self.folder / PROGRESS).read_text()))
+
     def load_any(self) -> Progress | None:
         """The saved progress whatever settings it was made under (None if unreadable)."""
         try:
-            return Progress(**json.loads((self.folder / PROGRESS).read_text()))
+            return self._read()
         except (OSError, ValueError, TypeError):
             return None
 
@@ -90,7 +93,7 @@ class Checkpoint:
         if not path.is_file():
             return None
         try:
-            progress = Progress(**json.loads(path.read_text()))
+            progress = self._read()
         except (ValueError, TypeError) as error:
             log.warning("%s: unreadable checkpoint, starting afresh (%s)", self.folder, error)
             return None
