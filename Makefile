@@ -4,6 +4,9 @@
 PROFILE ?= quick
 # WAIT=1: if another `make run` holds this checkout, wait for it instead of stopping.
 WAIT ?=
+# Only these datasets / variants (space-separated names): make run DATASET=mnist VARIANT="mlp cnn"
+DATASET ?=
+VARIANT ?=
 # The local servers of `make ui` (127.0.0.1 only) and the pool a `make worker` joins.
 MLFLOW_PORT ?= 5000
 PREFECT_PORT ?= 4200
@@ -44,8 +47,9 @@ $(UV):
 env: $(UV) ## create or refresh .venv from uv.lock
 	$(UV) sync --locked
 
-run: env ## run the experiments through the Prefect flow (PROFILE=quick|full|ci, WAIT=1)
-	$(VENV)/bin/python -m flows.experiment --profile $(PROFILE) $(if $(filter 1 yes true,$(WAIT)),--wait)
+run: env ## run the experiments through the Prefect flow (PROFILE=quick|full|ci, DATASET=…, VARIANT=…, WAIT=1)
+	$(VENV)/bin/python -m flows.experiment --profile $(PROFILE) $(if $(filter 1 yes true,$(WAIT)),--wait) \
+		$(foreach d,$(DATASET),--dataset $(d)) $(foreach v,$(VARIANT),--variant $(v))
 
 test: env ## run the whole test suite, CI's command (two workers: the end-to-end tests mostly wait)
 	$(VENV)/bin/python -m pytest -n 2 --dist worksteal

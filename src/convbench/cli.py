@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -12,6 +16,7 @@ from rich.table import Table
 
 from convbench.core.redact import redact
 from convbench.models.variants import VARIANTS
+from convbench.ops.dataset_add import dataset_app
 from convbench.ops.services import Stack
 from convbench.settings import RunSpec, SettingsError, load_settings
 from convbench.stages.entry import stage_settings
@@ -71,42 +76,86 @@ def variants() -> None:
     console().print(table)
 
 
+# What predict silences unless --verbose: TensorFlow's C++ log (oneDNN, CPU features, CUDA
+# probing: read once, at import), MLflow's log and download bars; and these Python loggers.
+QUIET_ENV = {
+    "TF_CPP_MIN_LOG_LEVEL": "3",
+    "MLFLOW_LOGGING_LEVEL": "ERROR",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+}
+QUIET_LOGGERS = ("tensorflow", "absl", "keras", "mlflow", "alembic", "h5py")
+
+
+@contextlib.contextmanager
+def libraries_quiet(verbose: bool) -> Iterator[None]:
+    """Libraries' logs and Python warnings silenced for what runs inside (not if verbose).
+
+    Entered before TensorFlow, Keras or MLflow is imported: they read the environment then.
+    """
+    if verbose:
+        yield
+        return
+    saved_env = {name: os.environ.get(name) for name in QUIET_ENV}
+    loggers = [logging.getLogger(name) for name in QUIET_LOGGERS]
+    saved_levels = [logger.level for logger in loggers]
+    os.environ.update(QUIET_ENV)
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for logger, level in zip(loggers, saved_levels, strict=True):
+            logger.setLevel(level)
+        for name, value in saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 @app.command()
 def predict(
     images: Annotated[list[Path], typer.Argument(help="image files (JPEG, PNG, ...)")],
     dataset: Annotated[str, typer.Option(help="whose champion classifies them")],
     params: ParamsOption = Path("params.yaml"),
+    verbose: Annotated[
+        bool, typer.Option("--verbose", help="show TensorFlow's, Keras' and MLflow's logs")
+    ] = False,
 ) -> None:
-    """Classify images with the dataset's registered champion (MLFLOW_TRACKING_URI)."""
-    # The answer, not TensorFlow's start-up lines or MLflow's download bars.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    from convbench.models.saving import UnsafeModelError
-    from convbench.predict import (
-        NoChampionError,
-        PredictionInputError,
-        load_champion,
-        predict_images,
-    )
+    """Classify images with the dataset's registered champion (MLFLOW_TRACKING_URI).
 
-    try:
-        settings = load_settings(params)
-        settings.dataset(dataset)
-        champion = load_champion(dataset, settings.env.tracking_uri, settings.params.registry.alias)
-        predictions = predict_images(champion, images)
-    except (SettingsError, NoChampionError, PredictionInputError, UnsafeModelError) as error:
-        console().print(f"[red]{error}[/red]", highlight=False)
-        raise typer.Exit(2) from None
-    console().print(
-        f"{champion.name} v{champion.version} ({champion.run}), "
-        f"alias {settings.params.registry.alias!r}:",
-        highlight=False,
-    )
-    for prediction in predictions:
-        console().print(
-            f"{prediction.path}: {prediction.sentence()}", highlight=False, soft_wrap=True
+    The answers go to stdout; a warning for each image far from the model's training
+    images (colour for a grey model, a very different size or shape) goes to stderr.
+    """
+    errors = Console(stderr=True)
+    with libraries_quiet(verbose):  # before anything imports TensorFlow or MLflow
+        from convbench.models.saving import UnsafeModelError
+        from convbench.predict import (
+            NoChampionError,
+            PredictionInputError,
+            load_champion,
+            predict_images,
         )
 
+        try:
+            settings = load_settings(params)
+            settings.dataset(dataset)
+            alias = settings.params.registry.alias
+            champion = load_champion(dataset, settings.env.tracking_uri, alias)
+            predictions = predict_images(champion, images)
+        except (SettingsError, NoChampionError, PredictionInputError, UnsafeModelError) as error:
+            errors.print(str(error), style="red", markup=False, highlight=False)
+            raise typer.Exit(2) from None
+    typer.echo(f"{champion.name} v{champion.version} ({champion.run}), alias {alias!r}:")
+    for prediction in predictions:
+        if prediction.unlike_training:
+            typer.echo(f"warning: {prediction.path}: {prediction.unlike_training}", err=True)
+        typer.echo(f"{prediction.path}: {prediction.sentence()}")
+
+
+app.add_typer(dataset_app, name="dataset")  # convbench dataset add NAME PATH_OR_URL
 
 services_app = typer.Typer(
     no_args_is_help=True, help="The local MLflow server, Prefect server and workers (make ui)."

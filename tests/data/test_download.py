@@ -25,7 +25,7 @@ from convbench.data.download import (
     fetch_source,
     sha256_of,
 )
-from convbench.data.sources import Source, SourceFile
+from convbench.settings import Source, SourceFile, load_params
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -115,6 +115,41 @@ def test_mirror_folder_is_used_first(tmp_path: Path, mirror: Path) -> None:
     assert path == dest / NAME
     assert path.read_bytes() == CONTENT
     assert leftovers(dest) == [NAME]
+
+
+def test_the_datasets_own_mirror_folder_comes_first(tmp_path: Path, mirror: Path) -> None:
+    # Another dataset's file of the same name sits at the top of the mirror: this one's
+    # folder is read first, so two idx sets published under MNIST's names share a mirror.
+    (mirror / "other").mkdir()
+    (mirror / "other" / NAME).write_bytes(b"not these bytes")
+    ours = mirror / "ours"
+    ours.mkdir()
+    (ours / NAME).write_bytes(CONTENT)
+    (mirror / NAME).write_bytes(b"another dataset's file")
+    path = fetch_file(pinned(), tmp_path / "out", mirror=str(mirror), folder="ours", **FAST)
+    assert path.read_bytes() == CONTENT
+    with pytest.raises(ChecksumMismatchError, match=f"{SHA}.*pinned"):
+        fetch_file(pinned(), tmp_path / "top", mirror=str(mirror), folder="none", **FAST)
+
+
+def test_http_mirror_tries_the_datasets_folder_then_the_top(tmp_path: Path, serve) -> None:
+    paths: list[str] = []
+
+    def respond(h: BaseHTTPRequestHandler, n: int) -> None:
+        paths.append(h.path)
+        if h.path.startswith("/data/ours/"):
+            h.send_error(404)
+        else:
+            send_full(h)
+
+    base = serve(respond)
+    fetch_file(pinned(), tmp_path / "out", mirror=base + "/data/", folder="ours", **FAST)
+    assert paths == [f"/data/ours/{NAME}", f"/data/{NAME}"]
+
+
+def test_base_urls_come_before_a_files_own(tmp_path: Path) -> None:
+    source = Source(base_urls=["https://a.example/x/"], files=[pinned("https://b.example/f")])
+    assert source.urls_of(source.files[0]) == (f"https://a.example/x/{NAME}", "https://b.example/f")
 
 
 def test_file_uri_mirror(tmp_path: Path, mirror: Path) -> None:
@@ -266,7 +301,6 @@ def test_all_unreachable(tmp_path: Path) -> None:
 def test_fetch_source_names_every_missing_file(tmp_path: Path, mirror: Path) -> None:
     other = hashlib.sha256(b"other").hexdigest()
     source = Source(
-        name="tiny",
         description="test",
         files=(pinned(), pinned(name="a.bin", sha=other), pinned(name="b.bin", sha=other)),
         how_to_provide=HOW,
@@ -330,12 +364,13 @@ def test_archive_pinned_by_content_accepts_a_repack(tmp_path: Path) -> None:
 
 
 def test_real_filtered_zip_matches_its_content_pin(tmp_path: Path) -> None:
-    from convbench.data.sources import CATS_AND_DOGS_FILTERED
-    from tests.conftest import SHARED_DATASETS
+    from tests.conftest import ROOT, SHARED_DATASETS
+
+    pinned_zip = load_params(ROOT / "params.yaml").datasets["cats_and_dogs"].source
 
     if not (SHARED_DATASETS / "cats_and_dogs_filtered.zip").exists():
         pytest.skip(f"the dataset mirror {SHARED_DATASETS} is absent")
-    fetched = fetch_source(CATS_AND_DOGS_FILTERED, tmp_path, str(SHARED_DATASETS))
+    fetched = fetch_source(pinned_zip, tmp_path, str(SHARED_DATASETS))
     assert [p.name for p in fetched] == ["cats_and_dogs_filtered.zip"]
 
 
@@ -413,7 +448,7 @@ KILLED_FETCH = """
 import sys
 from pathlib import Path
 from convbench.data.download import fetch_file
-from convbench.data.sources import SourceFile
+from convbench.settings import SourceFile
 url, dest, sha, size = sys.argv[1:]
 fetch_file(SourceFile(name=Path(url).name, sha256=sha, size=int(size), urls=(url,)),
            Path(dest), retries=0, timeout=30)

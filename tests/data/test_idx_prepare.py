@@ -4,7 +4,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from convbench.data.idx import IdxFormatError, load_mnist, read_idx
+from convbench.data.idx import IdxFormatError, load_idx, read_idx
 from convbench.data.prepare import Roles, load_prepared, prepare, prepared_info, save_prepared
 from convbench.settings import Profile
 from tests.conftest import SHARED_DATASETS, needs_mirror, tiny_digits
@@ -16,11 +16,19 @@ def write_idx(path: Path, array: np.ndarray) -> None:
         handle.write(header + array.astype(np.uint8).tobytes())
 
 
+MNIST_FILES = {
+    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+}
+
+
+def load_mnist(folder: Path) -> dict:
+    return load_idx(folder, MNIST_FILES)
+
+
 def tiny_mnist_dir(folder: Path, train: int = 200, test: int = 50) -> Path:
-    for split, count, (images_name, labels_name) in (
-        ("train", train, ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz")),
-        ("test", test, ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")),
-    ):
+    for split, count in (("train", train), ("test", test)):
+        images_name, labels_name = MNIST_FILES[split]
         images, labels = tiny_digits(count, seed=0 if split == "train" else 1)
         write_idx(folder / images_name, images)
         write_idx(folder / labels_name, labels)

@@ -62,11 +62,10 @@ def test_unknown_profile_lists_allowed() -> None:
         parse_params(raw)
 
 
-def test_unknown_source_lists_allowed() -> None:
+def test_a_source_is_a_declaration_not_a_name() -> None:
     raw = raw_params()
     raw["datasets"]["mnist"]["source"] = "emnist"
-    parse_params(raw)  # the schema alone does not know the sources: the data layer does
-    with pytest.raises(SettingsError, match=r"datasets\.mnist.*'emnist'.*'cifar10'.*'mnist'"):
+    with pytest.raises(SettingsError, match=r"datasets\.mnist\.source: Input should be a valid"):
         parse_params(raw, known=known_names())
 
 
@@ -158,3 +157,57 @@ def test_runtime_and_registry_sections_are_checked() -> None:
     raw["registry"]["min_test_accuracy"]["mnist"] = 97
     with pytest.raises(SettingsError, match=r"mnist: 97.0 not in \[0, 1\]"):
         parse_params(raw)
+
+
+def test_a_declaration_that_cannot_work_is_named() -> None:
+    cases = {
+        # no pin at all
+        ("datasets", "mnist", "source", "files", 0, "sha256"): (
+            None,
+            r"datasets\.mnist\.source\.files\.0: .*no pin",
+        ),
+        ("datasets", "mnist", "format"): ("tiff", r"datasets\.mnist\.format: got 'tiff'"),
+        ("datasets", "mnist", "classes"): ([0], r"datasets\.mnist\.classes: .*at least 2"),
+        ("datasets", "mnist", "image", "height"): (0, r"datasets\.mnist\.image\.height"),
+        ("datasets", "mnist", "source", "files", 1, "holds"): (None, r"idx file needs split"),
+    }
+    for path, (value, message) in cases.items():
+        raw = raw_params()
+        node = raw
+        for part in path[:-1]:
+            node = node[part]
+        if path[-1] == "sha256":
+            node.pop("md5")
+        node[path[-1]] = value
+        with pytest.raises(SettingsError, match=message):
+            parse_params(raw)
+
+
+def test_a_variant_that_cannot_take_the_images_is_refused_with_the_reason() -> None:
+    raw = raw_params()
+    raw["runs"]["cats_and_dogs-lenet5"] = {
+        "dataset": "cats_and_dogs",
+        "variant": "lenet5",
+        "epochs": 1,
+        "batch_size": 8,
+    }
+    parse_params(raw)  # the schema alone does not know the variants
+    with pytest.raises(
+        SettingsError,
+        match=r"runs\.cats_and_dogs-lenet5: variant 'lenet5' cannot take the cats_and_dogs "
+        r"images \(150x150x3 under profile quick\): it takes images of at most 32x32",
+    ):
+        parse_params(raw, known=known_names(VARIANTS))
+    raw["profile"] = "ci"  # 64x64: still too large
+    with pytest.raises(SettingsError, match=r"64x64x3 under profile ci"):
+        parse_params(raw, known=known_names(VARIANTS))
+    del raw["runs"]["cats_and_dogs-lenet5"]
+    raw["datasets"]["mnist"]["image"] = {"height": 16, "width": 16, "channels": 1}
+    raw["runs"]["mnist-small_cnn"] = {
+        "dataset": "mnist",
+        "variant": "small_cnn",
+        "epochs": 1,
+        "batch_size": 8,
+    }
+    with pytest.raises(SettingsError, match=r"at least 22x22"):
+        parse_params(raw, known=known_names(VARIANTS))

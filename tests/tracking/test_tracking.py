@@ -24,3 +24,20 @@ def test_a_local_store_refuses_an_experiment_whose_artifacts_need_a_server(
     )
     with pytest.raises(health.TrackingStoreError, match="set MLFLOW_TRACKING_URI to that server"):
         tracking.ensure_experiment("convbench/cifar10", env)
+
+
+def test_experiments_are_marked_model_training_so_the_ui_opens_their_runs(
+    ci_settings: Settings,
+) -> None:
+    env = ci_settings.env
+    client = MlflowClient(env.tracking_uri)
+    made = tracking.ensure_experiment("convbench/mnist", env)
+    assert client.get_experiment(made).tags[tracking.EXPERIMENT_KIND_TAG] == (
+        "custom_model_development"
+    )
+    # One made before convbench tagged them (or with the kind the UI guessed) is marked too.
+    older = client.create_experiment("convbench/cifar10", tags={"mlflow.experimentKind": "x"})
+    assert tracking.ensure_experiment("convbench/cifar10", env) == older
+    assert client.get_experiment(older).tags[tracking.EXPERIMENT_KIND_TAG] == (
+        "custom_model_development"
+    )

@@ -7,23 +7,26 @@ block 5 trainable) and that a missing or wrong weights file is never used.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
+import yaml
 from dvc.repo import Repo
 
 from convbench.data.download import ChecksumMismatchError, WeightsUnavailableError
 from convbench.data.prepare import load_prepared
+from convbench.models.bases import build_base, finetune_model
 from convbench.models.saving import load_model
-from convbench.models.vgg16 import finetune_model, vgg16_base
 from convbench.reporting.compare import InputFolders, _notes, gather, to_markdown
-from convbench.settings import Settings
+from convbench.settings import Settings, SettingsError, parse_params
 from convbench.stages.evaluate import evaluate_run
 from convbench.stages.extract_features import extract, load_base
 from convbench.stages.finetune import finetune
 from convbench.stages.train_head import train_head
+from convbench.training.transfer import pretrained_base
 from tests.conftest import ROOT, prepared_tiny_cats, tiny_cats_settings
 
 KEY = "cats_and_dogs-vgg16"
@@ -50,7 +53,7 @@ def weights_of(model: keras.Model) -> list[np.ndarray]:
 
 def test_features_once_head_then_finetune(tiny: tuple[Settings, Path], tmp_path: Path) -> None:
     settings, prepared = tiny
-    base = vgg16_base((32, 32, 3), weights=None)
+    base = build_base("VGG16", (32, 32, 3), weights=None)
     features_dir = tmp_path / "features"
     info = extract(settings, KEY, prepared, tmp_path / "weights", features_dir, base=base)
     assert not base.trainable and base.count_params() == 14_714_688
@@ -74,7 +77,7 @@ def test_features_once_head_then_finetune(tiny: tuple[Settings, Path], tmp_path:
 
     # Fine-tuning starts from the trained head, with only block 5 (and the head) trainable.
     trained_head = load_model(tmp_path / "head")
-    fresh_base = vgg16_base((32, 32, 3), weights=None)
+    fresh_base = build_base("VGG16", (32, 32, 3), weights=None)
     model = finetune_model(fresh_base, trained_head, "block5_conv1", "check")
     assert model.count_params() == 14_714_688 + head["parameters"]
     head_layer = model.layers[-1]
@@ -84,7 +87,7 @@ def test_features_once_head_then_finetune(tiny: tuple[Settings, Path], tmp_path:
     assert trainable == {"block5_conv1", "block5_conv2", "block5_conv3", "block5_pool"}
     assert not fresh_base.get_layer("block4_conv3").trainable
 
-    base = vgg16_base((32, 32, 3), weights=None)
+    base = build_base("VGG16", (32, 32, 3), weights=None)
     frozen_before = np.array(base.get_layer("block1_conv1").kernel)
     tuned_before = np.array(base.get_layer("block5_conv3").kernel)
     tuned = finetune(
@@ -168,3 +171,34 @@ def test_missing_weights_are_reported_never_replaced(ci_settings: Settings, tmp_
     assert len(weights_notes) == 1
     assert f"`{FEATURES_RUN}`, `{FINETUNE_RUN}` not run" in weights_notes[0]
     assert "nan" not in table
+
+
+def test_a_base_without_a_pin_fails_validation_naming_it() -> None:
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    del raw["pretrained"]["resnet50_imagenet"]["source"]["files"][0]["md5"]
+    with pytest.raises(
+        SettingsError, match=r"pretrained\.resnet50_imagenet\.source\.files\.0: .*no pin"
+    ):
+        parse_params(raw)
+
+
+@pytest.mark.parametrize(
+    "base",
+    ["vgg16_imagenet", "vgg19_imagenet", "resnet50_imagenet", "inception_v3_imagenet",
+     "efficientnet_b0_imagenet", "densenet121_imagenet"],
+)  # fmt: skip
+def test_weights_not_matching_their_pin_are_refused_with_both_hashes(
+    ci_settings: Settings, base: str, tmp_path: Path
+) -> None:
+    pretrained = ci_settings.params.pretrained[base]
+    [file] = pretrained.source.files
+    with pytest.raises(
+        WeightsUnavailableError, match=f"ImageNet weights unavailable: .*{file.name}"
+    ):
+        pretrained_base(pretrained, tmp_path, (75, 75, 3))
+    random_weights = f"random weights, not {base}'s".encode()
+    (tmp_path / file.name).write_bytes(random_weights)
+    with pytest.raises(ChecksumMismatchError) as refused:
+        pretrained_base(pretrained, tmp_path, (75, 75, 3))
+    assert file.md5 in str(refused.value)
+    assert hashlib.md5(random_weights).hexdigest() in str(refused.value)

@@ -1,4 +1,5 @@
-"""Zip and tar archives, read or extracted without trusting their member names.
+"""Zip and tar archives (and plain folders), read or extracted without trusting their
+member names.
 
 Every member is checked before any of its bytes are used: no absolute path, no ``..``,
 no link, device or other special file, no name given twice, nothing above a size limit.
@@ -11,6 +12,7 @@ is out, so an interrupted or refused extraction leaves nothing behind.
 from __future__ import annotations
 
 import hashlib
+import os
 import stat
 import tarfile
 import zipfile
@@ -137,6 +139,42 @@ def iter_members(
                 handle = tf.extractfile(info)
                 assert handle is not None  # a regular file always has content
                 yield member, handle.read()
+
+
+def _path_kind(mode: int) -> str:
+    if stat.S_ISLNK(mode):
+        return "link"
+    return "file" if stat.S_ISREG(mode) else "special"
+
+
+def iter_folder(
+    folder: Path, max_member_bytes: int = DEFAULT_MAX_MEMBER_BYTES
+) -> Iterator[tuple[Member, bytes]]:
+    """Each regular file under ``folder``, named by its relative POSIX path, with its bytes.
+
+    The same checks as an archive's members: links and special files are refused, not
+    followed. Hidden files and folders (``.DS_Store``, ``.ipynb_checkpoints``) are no data
+    and are skipped. Sorted by path, so every reader sees the same order.
+    """
+    folder = Path(folder)
+    check = _Checker(folder, max_member_bytes)
+    for top, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        here = Path(top)
+        for name in [*dirs, *sorted(f for f in files if not f.startswith("."))]:
+            path = here / name
+            relative = path.relative_to(folder).as_posix()
+            info = path.lstat()
+            if stat.S_ISDIR(info.st_mode):
+                continue  # os.walk goes into it next
+            member = check(relative, _path_kind(info.st_mode), info.st_size)
+            if member is not None:
+                yield member, path.read_bytes()
+
+
+def iter_files(source: Path) -> Iterator[tuple[Member, bytes]]:
+    """The files of a folder (:func:`iter_folder`) or of an archive (:func:`iter_members`)."""
+    return iter_folder(source) if Path(source).is_dir() else iter_members(source)
 
 
 def safe_extract(

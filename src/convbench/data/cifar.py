@@ -80,9 +80,10 @@ def _images_and_labels(name: str, batch: dict[bytes, Any]) -> tuple[np.ndarray, 
     return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).copy(), labels
 
 
-def load_cifar10(raw_dir: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Images (N, 32, 32, 3) uint8 and labels (N,) for the ``train`` and ``test`` splits."""
-    archive = raw_dir / ARCHIVE
+def load_cifar10(raw_dir: Path, name: str = ARCHIVE) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Images (N, 32, 32, 3) uint8 and labels (N,) for the ``train`` and ``test`` splits,
+    from the archive ``raw_dir/name``."""
+    archive = raw_dir / name
     wanted = {f"{FOLDER}/{name}" for name in (*TRAIN_BATCHES, TEST_BATCH)}
     batches: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for member, data in iter_members(archive):

@@ -20,8 +20,8 @@ from urllib.parse import urlsplit, urlunsplit
 from convbench.core.atomic import atomic_path, remove_stale_temporaries
 from convbench.core.errors import ConvbenchError, InputUnavailableError
 from convbench.core.redact import redact
-from convbench.data.sources import Source, SourceFile
 from convbench.data.transport import CandidateFailed, copy_local, download_http, is_http, local_path
+from convbench.settings import Source, SourceFile
 
 log = logging.getLogger("convbench.data.download")
 
@@ -140,15 +140,25 @@ def _in_http_mirror(mirror: str, name: str) -> str:
     return urlunsplit(parts._replace(path=parts.path.rstrip("/") + "/" + name))
 
 
-def _candidates(file: SourceFile, mirror: str | None) -> list[tuple[str, bool]]:
-    """(location, is_mirror) in the order they are tried."""
+def _candidates(
+    file: SourceFile, urls: tuple[str, ...], mirror: str | None, folder: str | None
+) -> list[tuple[str, bool]]:
+    """(location, is_mirror) in the order they are tried.
+
+    In the mirror, ``<folder>/<file>`` comes first: datasets that publish files under the
+    same names (many idx sets use MNIST's) share one mirror, each in its own folder.
+    """
     found: list[tuple[str, bool]] = []
-    if mirror:
-        if is_http(mirror):
-            found.append((_in_http_mirror(mirror, file.name), True))
-        else:
-            found.append((str(local_path(mirror) / file.name), True))
-    found.extend((url, False) for url in file.urls)
+    names = [f"{folder}/{file.name}", file.name] if folder else [file.name]
+    if mirror and is_http(mirror):
+        found.extend((_in_http_mirror(mirror, name), True) for name in names)
+    elif mirror:
+        local = [local_path(mirror) / name for name in names]
+        # A local mirror: only the copies that are there (the first one found decides).
+        found.extend((str(path), True) for path in local if path.is_file())
+        if not any(path.is_file() for path in local):
+            found.append((str(local[-1]), True))
+    found.extend((url, False) for url in urls)
     return found
 
 
@@ -159,14 +169,17 @@ def fetch_file(
     retries: int = 3,
     how_to_provide: str = "",
     *,
+    urls: tuple[str, ...] | None = None,
+    folder: str | None = None,
     backoff: float = 1.0,
     timeout: float = DEFAULT_TIMEOUT_S,
 ) -> Path:
     """Put ``file`` at ``dest_dir/file.name``, verified against its pins.
 
     ``mirror`` is a folder (path or ``file://`` URI) or an http(s) prefix holding the same
-    file names; it is tried before ``file.urls``. ``retries`` is how many more times a failed
-    HTTP transfer is tried, waiting ``backoff`` seconds, doubled each time.
+    file names, under ``folder`` or at its top; it is tried before ``urls`` (default: the
+    file's own). ``retries`` is how many more times a failed HTTP transfer is tried,
+    waiting ``backoff`` seconds, doubled each time.
     """
     target = dest_dir / file.name
     # A killed download leaves its temporary; one still being written is locked, and kept.
@@ -182,7 +195,8 @@ def fetch_file(
 
     tried: list[Attempt] = []
     mismatches: list[ChecksumMismatchError] = []
-    for location, is_mirror in _candidates(file, mirror):
+    candidates = _candidates(file, tuple(file.urls) if urls is None else urls, mirror, folder)
+    for location, is_mirror in candidates:
         origin = redact(f"mirror {location}" if is_mirror else location)
         log.info("fetching %s from %s", file.name, origin)
         try:
@@ -221,13 +235,15 @@ def fetch_source(
     mirror: str | None = None,
     retries: int = 3,
     *,
+    name: str | None = None,
     backoff: float = 1.0,
     timeout: float = DEFAULT_TIMEOUT_S,
 ) -> list[Path]:
     """Fetch and verify every file of ``source`` into ``dest_dir``; return their paths.
 
-    Unavailable files are gathered so that one error lists everything missing; a checksum
-    mismatch stops at once.
+    ``name`` (the dataset's or base's) is the mirror folder tried first. Unavailable files
+    are gathered so that one error lists everything missing; a checksum mismatch stops
+    at once.
     """
     paths: list[Path] = []
     missing: dict[str, tuple[Attempt, ...]] = {}
@@ -239,7 +255,9 @@ def fetch_source(
                     dest_dir,
                     mirror,
                     retries,
-                    source.how_to_provide,
+                    source.help,
+                    urls=source.urls_of(file),
+                    folder=name,
                     backoff=backoff,
                     timeout=timeout,
                 )
@@ -247,5 +265,5 @@ def fetch_source(
         except SourceUnavailableError as err:
             missing.update(err.failures)
     if missing:
-        raise SourceUnavailableError(missing, source.how_to_provide)
+        raise SourceUnavailableError(missing, source.help)
     return paths

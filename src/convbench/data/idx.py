@@ -1,8 +1,10 @@
-"""Readers for the MNIST idx format (the four original ``.gz`` files)."""
+"""Readers for the idx format (MNIST's): an images and a labels file per split,
+gzip-compressed or not."""
 
 from __future__ import annotations
 
 import gzip
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -51,16 +53,13 @@ def read_idx(path: Path) -> np.ndarray:
     )
 
 
-MNIST_FILES = {
-    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
-    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
-}
-
-
-def load_mnist(raw_dir: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Images (N, 28, 28) uint8 and labels (N,) per split from the original idx files."""
+def load_idx(
+    raw_dir: Path, files: Mapping[str, tuple[str, str]]
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Images (N, H, W) and labels (N,) per split; ``files``: split -> (images, labels)
+    file names in ``raw_dir``."""
     splits = {}
-    for split, (images_name, labels_name) in MNIST_FILES.items():
+    for split, (images_name, labels_name) in files.items():
         images = read_idx(raw_dir / images_name)
         labels = read_idx(raw_dir / labels_name)
         if len(images) != len(labels):

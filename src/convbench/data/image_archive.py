@@ -1,6 +1,7 @@
-"""Image datasets published as an archive of class folders (Cats vs Dogs).
+"""Image datasets of class folders, published as an archive (Cats vs Dogs) or a local
+folder (copied by the download stage).
 
-:func:`scan_image_archive` reads every member of the archive in place (members checked
+:func:`scan_image_archive` reads every file of the archive or folder in place (checked
 as in :mod:`convbench.data.archives`), decodes each image once (:func:`inspect_image`) and
 returns the manifest: one row per file under a class folder, with its outcome. Files
 it refuses are copied, as they are, into ``quarantine/`` and images it converts into
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from convbench.data.archives import Member, iter_members
+from convbench.data.archives import Member, iter_files
 from convbench.data.images import CONVERTED, QUARANTINED, ImageCheck, ImagePolicy, inspect_image
 
 QUARANTINE_DIR = "quarantine"
@@ -44,6 +45,7 @@ FILE_MANIFEST_COLUMNS = (
     "file_bytes",
     "sha256",
     "content_hash",
+    "label_conflict",
 )
 
 
@@ -113,17 +115,19 @@ def _row(
         "file_bytes": len(data),
         "sha256": hashlib.sha256(data).hexdigest(),
         "content_hash": check.content_hash,
+        "label_conflict": None,  # the content hash, when filed under two classes
     }
 
 
 def scan_image_archive(
     archive: Path, layout: FolderLayout, policy: ImagePolicy, out_dir: Path, workers: int = 4
 ) -> ScanResult:
-    """Inspect every image of ``archive``; quarantined and converted files go to ``out_dir``."""
+    """Inspect every image of ``archive`` (a zip, a tar or a folder); quarantined and
+    converted files go to ``out_dir``."""
     rows: list[dict] = []
     ignored: list[dict[str, str]] = []
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        for chunk in _chunks(iter_members(archive), _CHUNK):
+        for chunk in _chunks(iter_files(archive), _CHUNK):
             located = []
             for member, data in chunk:
                 where = layout.locate(member.name)
@@ -145,16 +149,28 @@ def scan_image_archive(
     return ScanResult(manifest.sort_values("image_id", ignore_index=True), ignored)
 
 
+def keep_quarantined(archive: Path, names: set[str], out_dir: Path) -> None:
+    """Copy the named files of ``archive``, as they are, into ``out_dir``'s quarantine and
+    drop their converted copies: files quarantined after the scan (label conflicts)."""
+    if not names:
+        return
+    for member, data in iter_files(archive):
+        if member.name in names:
+            _keep(out_dir / QUARANTINE_DIR, member.name, data)
+            out_dir.joinpath(CONVERTED_DIR, *member.name.split("/")).unlink(missing_ok=True)
+
+
 def accepted_image_bytes(
     archive: Path, manifest: pd.DataFrame, validated_dir: Path
 ) -> Iterator[tuple[dict, bytes]]:
-    """(manifest row, bytes to train on) of every accepted image, in archive order.
+    """(manifest row, bytes to train on) of every accepted image, in archive (or folder)
+    order.
 
     Converted images come from ``validated_dir/converted``, the others straight from the
     archive: nothing is decoded here.
     """
     accepted = manifest[manifest["status"] != QUARANTINED].set_index("image_id", drop=False)
-    for member, data in iter_members(archive):
+    for member, data in iter_files(archive):
         if member.name not in accepted.index:
             continue
         row = accepted.loc[member.name].to_dict()

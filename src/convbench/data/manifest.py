@@ -3,7 +3,8 @@
 :func:`build_array_manifest` describes every image of every split (shape, dtype, pixel
 range, a content hash); :func:`add_derived_columns` adds the columns that let a column
 expectation state a whole-table fact: leakage of identical images across splits and the
-row count of each split.
+row count of each split. :func:`mark_label_conflicts` finds, in a manifest of image
+files, the same image filed under two classes.
 """
 
 from __future__ import annotations
@@ -102,18 +103,22 @@ def build_array_manifest(
 
 
 def add_derived_columns(
-    manifest: pd.DataFrame, expected_split_counts: Mapping[str, int]
+    manifest: pd.DataFrame,
+    expected_split_counts: Mapping[str, int],
+    used: pd.Series | None = None,
 ) -> pd.DataFrame:
     """A copy of ``manifest`` with the whole-table facts as per-row columns.
 
     - ``shared_across_splits``: this row's ``content_hash`` also occurs in another split
-      (the same image in train and test: leakage).
+      (the same image in train and test: leakage); among the ``used`` rows only, when
+      given (a quarantined file is never trained on, so it cannot leak).
     - ``split_rows``: the number of rows of this row's split.
     - ``expected_split_rows``: the expected number from ``expected_split_counts``; -1 for
       a split the mapping does not name.
     """
     out = manifest.copy()
-    splits_per_hash = out.groupby("content_hash", sort=False)["split"].transform("nunique")
+    hashes = out["content_hash"] if used is None else out["content_hash"].where(used)
+    splits_per_hash = out["split"].groupby(hashes, sort=False).transform("nunique")
     out["shared_across_splits"] = (splits_per_hash > 1).astype(bool)
     out["split_rows"] = out.groupby("split", sort=False)["split"].transform("size").astype(np.int64)
     expected = {str(split): int(count) for split, count in expected_split_counts.items()}
@@ -134,3 +139,42 @@ def add_class_ratio(manifest: pd.DataFrame, accepted: pd.Series) -> pd.DataFrame
     own = counts.reindex(keys).fillna(0).to_numpy()
     out["class_ratio"] = own / largest.reindex(out["split"]).fillna(1).to_numpy()
     return out
+
+
+CONFLICT_NAMES_SHOWN = 3  # other files a quarantine reason names
+
+
+def mark_label_conflicts(
+    manifest: pd.DataFrame, quarantined: str
+) -> tuple[pd.DataFrame, list[list[dict[str, str]]]]:
+    """The same image (decoded pixels: ``content_hash``) filed under two or more classes.
+
+    Returns a copy of the file manifest (``status``, ``reason``, ``class_name`` columns)
+    where every such file is ``quarantined`` with a reason naming the files of the other
+    classes, and ``label_conflict`` holds the image's hash (one distinct value per
+    conflict); and the conflicts, each a list of ``{"file", "class"}``. Only files not yet
+    quarantined take part: a corrupt copy has no pixels to compare.
+    """
+    out = manifest.copy()
+    candidates = out[(out["status"] != quarantined) & out["content_hash"].notna()]
+    labels_per_hash = candidates.groupby("content_hash")["label"].nunique()
+    conflicting = labels_per_hash[labels_per_hash > 1].index
+    conflicts: list[list[dict[str, str]]] = []
+    for content_hash in sorted(conflicting):
+        group = candidates[candidates["content_hash"] == content_hash].sort_values("image_id")
+        conflicts.append(
+            [{"file": row.image_id, "class": str(row.class_name)} for row in group.itertuples()]
+        )
+        for row in group.itertuples():
+            others = [
+                f"{o.image_id} ({o.class_name})" for o in group.itertuples() if o.label != row.label
+            ]
+            shown = ", ".join(others[:CONFLICT_NAMES_SHOWN])
+            more = len(others) - CONFLICT_NAMES_SHOWN
+            shown += f" and {more} more" if more > 0 else ""
+            out.loc[row.Index, ["status", "reason", "label_conflict"]] = [
+                quarantined,
+                f"label conflict: the same image as {shown}, filed under {row.class_name}",
+                content_hash,
+            ]
+    return out, conflicts

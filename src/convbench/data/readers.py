@@ -7,20 +7,34 @@ from pathlib import Path
 import numpy as np
 
 from convbench.data.cifar import load_cifar10
-from convbench.data.idx import load_mnist
+from convbench.data.idx import load_idx
+from convbench.data.npz import load_npz
 from convbench.settings import Dataset
 
 Splits = dict[str, tuple[np.ndarray, np.ndarray]]
 
-# Array datasets; image_folders datasets are read by convbench.data.image_archive instead.
-_READERS = {"idx": load_mnist, "cifar10_python": load_cifar10}
+ARRAY_FORMATS = ("idx", "npz", "cifar10_python")  # image_folders: see image_archive
+
+
+def idx_files(dataset: Dataset) -> dict[str, tuple[str, str]]:
+    """split -> (images file, labels file), as the dataset's source declares them."""
+    names: dict[str, dict[str, str]] = {}
+    for file in dataset.source.files:
+        assert file.split is not None and file.holds is not None  # the schema checks it
+        names.setdefault(file.split, {})[file.holds] = file.name
+    return {split: (held["images"], held["labels"]) for split, held in names.items()}
 
 
 def load_raw(dataset: Dataset, raw_dir: Path) -> Splits:
     """Images as (N, H, W, C) uint8 and integer labels, per published split."""
-    if dataset.format not in _READERS:
+    if dataset.format == "idx":
+        splits = load_idx(raw_dir, idx_files(dataset))
+    elif dataset.format == "npz":
+        splits = load_npz(raw_dir / dataset.source.files[0].name)
+    elif dataset.format == "cifar10_python":
+        splits = load_cifar10(raw_dir, dataset.source.files[0].name)
+    else:
         raise ValueError(f"format {dataset.format!r} is not an array dataset")
-    splits = _READERS[dataset.format](raw_dir)
     return {split: (_with_channels(images), labels) for split, (images, labels) in splits.items()}
 
 

@@ -1,9 +1,10 @@
 """A dataset's raw files scanned into its manifest: one row per image, bad files quarantined.
 
-Folder datasets (an archive of image files) get each image inspected, converted or
-quarantined; array datasets get one row per array image. Either way the manifest lands
-in the validated folder, before any validation runs, so a failed validation still shows
-every file and reason.
+Folder datasets (an archive of image files, or a local folder the download stage copied)
+get each image inspected, converted or quarantined, and the same image filed under two
+classes quarantined as a label conflict; array datasets get one row per array image.
+Either way the manifest lands in the validated folder, before any validation runs, so a
+failed validation still shows every file and reason.
 """
 
 from __future__ import annotations
@@ -14,11 +15,16 @@ from pathlib import Path
 import pandas as pd
 
 from convbench.core.atomic import atomic_dir, write_text
-from convbench.data.image_archive import FolderLayout, scan_image_archive
+from convbench.core.errors import ConvbenchError
+from convbench.data.image_archive import FolderLayout, keep_quarantined, scan_image_archive
 from convbench.data.images import CONVERTED, QUARANTINED, ImagePolicy
-from convbench.data.manifest import add_class_ratio, add_derived_columns, build_array_manifest
+from convbench.data.manifest import (
+    add_class_ratio,
+    add_derived_columns,
+    build_array_manifest,
+    mark_label_conflicts,
+)
 from convbench.data.readers import load_raw
-from convbench.data.sources import SOURCES
 from convbench.data.validation.expectations import ImageExpectations, expectations_for
 from convbench.settings import Dataset, Settings
 
@@ -26,6 +32,10 @@ log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.parquet"
 QUARANTINE_LIST = "quarantine.csv"
+
+
+class MissingClassError(ConvbenchError, ValueError):
+    """A class (or split) folder params names holds no file at all."""
 
 
 def folder_layout(dataset: Dataset) -> FolderLayout:
@@ -39,9 +49,39 @@ def folder_layout(dataset: Dataset) -> FolderLayout:
     )
 
 
-def archive_path(settings: Settings, name: str, raw_dir: Path) -> Path:
-    """The downloaded archive of a folder dataset (its source's first file)."""
-    return raw_dir / SOURCES[settings.dataset(name).source].files[0].name
+def image_source(settings: Settings, name: str, raw_dir: Path) -> Path:
+    """Where a folder dataset's files are: its downloaded archive (the source's first
+    file), or for a local folder the download stage's copy, ``raw_dir`` itself."""
+    source = settings.dataset(name).source
+    return raw_dir if source.path is not None else raw_dir / source.files[0].name
+
+
+def class_folders(dataset: Dataset) -> list[tuple[str, str, str]]:
+    """(split, class, its folder inside the archive or folder) of every class expected."""
+    layout = folder_layout(dataset)
+    roles = (dataset.train_split, dataset.validation_split, dataset.test_split)
+    splits = list(dict.fromkeys(s for s in roles if s)) if layout.split_folders else [None]
+    root = [part for part in layout.root.split("/") if part]
+    return [
+        (split or layout.single_split, folder, "/".join([*root, *filter(None, [split, folder])]))
+        for split in splits
+        for folder in layout.classes
+    ]
+
+
+def check_class_folders(name: str, dataset: Dataset, found: pd.DataFrame, where: Path) -> None:
+    """Refuse a class folder params names that is missing or empty, naming it."""
+    counts = found.groupby(["split", "class_name"]).size()
+    missing = [
+        path
+        for split, folder, path in class_folders(dataset)
+        if counts.get((split, folder), 0) == 0
+    ]
+    if missing:
+        raise MissingClassError(
+            f"datasets.{name}: no files in {', '.join(f'{where}/{m}' for m in missing)}; "
+            f"every class of datasets.{name}.classes needs a folder of images"
+        )
 
 
 def scan_folders(
@@ -51,12 +91,16 @@ def scan_folders(
     dataset = settings.dataset(name)
     checks = dataset.file_checks
     policy = ImagePolicy(checks.convert_to_rgb, checks.max_pixels, checks.min_side)
+    source = image_source(settings, name, raw_dir)
     with atomic_dir(out_dir) as tmp:
-        archive = archive_path(settings, name, raw_dir)
-        scan = scan_image_archive(archive, folder_layout(dataset), policy, tmp)
-        manifest = add_derived_columns(scan.manifest, dataset.split_counts or {})
-        manifest = add_class_ratio(manifest, manifest["status"] != QUARANTINED)
-        quarantined = manifest[manifest["status"] == QUARANTINED]
+        scan = scan_image_archive(source, folder_layout(dataset), policy, tmp)
+        check_class_folders(name, dataset, scan.manifest, source)
+        manifest, conflicts = mark_label_conflicts(scan.manifest, QUARANTINED)
+        keep_quarantined(source, {f["file"] for group in conflicts for f in group}, tmp)
+        used = manifest["status"] != QUARANTINED
+        manifest = add_derived_columns(manifest, dataset.split_counts or {}, used)
+        manifest = add_class_ratio(manifest, used)
+        quarantined = manifest[~used]
         write_text(
             tmp / QUARANTINE_LIST,
             quarantined[["image_id", "reason"]]
@@ -68,10 +112,11 @@ def scan_folders(
     files = {
         "files": {
             "in_class_folders": len(manifest),
-            "accepted": int((manifest["status"] != QUARANTINED).sum()),
+            "accepted": int(used.sum()),
             "converted": len(converted),
             "quarantined": len(quarantined),
             "ignored": len(scan.ignored),
+            "label_conflicts": len(conflicts),
         },
         "quarantined": [
             {"file": row.image_id, "reason": row.reason} for row in quarantined.itertuples()
@@ -80,6 +125,8 @@ def scan_folders(
             {"file": row.image_id, "conversion": row.conversion} for row in converted.itertuples()
         ],
         "ignored": scan.ignored,
+        # Each: the files of one image filed under more than one class (all quarantined).
+        "label_conflicts": conflicts,
         "quarantine_folder": str(out_dir / "quarantine"),
     }
     for entry in files["quarantined"]:

@@ -64,7 +64,7 @@ def _sequential(name: str, input_shape: tuple[int, int, int], stack: list[Any]) 
     return keras.Sequential([keras.Input(shape=input_shape), *stack], name=name)
 
 
-def _register_with_batch_norm(name: str, build: Callable[..., Any]) -> None:
+def _register_with_batch_norm(name: str, build: Callable[..., Any], min_side: int) -> None:
     """Register ``name`` and ``name_bn``: the same network with batch normalisation (deck 003)."""
     doc = (build.__doc__ or "").strip()
 
@@ -76,8 +76,8 @@ def _register_with_batch_norm(name: str, build: Callable[..., Any]) -> None:
 
     plain.__doc__ = doc
     normalised.__doc__ = f"{doc} With batch normalisation after each conv and hidden dense."
-    register(name)(plain)
-    register(f"{name}_bn")(normalised)
+    register(name, min_side=min_side)(plain)
+    register(f"{name}_bn", min_side=min_side)(normalised)
 
 
 @register("mlp")
@@ -134,7 +134,7 @@ def small_cnn(input_shape: tuple[int, int, int], num_classes: int, batch_norm: b
     return _sequential("small_cnn_bn" if batch_norm else "small_cnn", input_shape, stack)
 
 
-@register("cifar_cnn")
+@register("cifar_cnn", min_side=2)
 def cifar_cnn(input_shape: tuple[int, int, int], num_classes: int) -> Any:
     """The CIFAR-10 deck's `cnn`: Conv 32 same → MaxPool → Dropout .25 → Dense 512 →
     Dropout .5 → softmax."""
@@ -169,11 +169,16 @@ def deep_cnn(input_shape: tuple[int, int, int], num_classes: int, batch_norm: bo
     return _sequential("deep_cnn_bn" if batch_norm else "deep_cnn", input_shape, stack)
 
 
-for _name, _build in (("cnn", cnn), ("small_cnn", small_cnn), ("deep_cnn", deep_cnn)):
-    _register_with_batch_norm(_name, _build)
+# The smallest side each stack of 3x3 convolutions and 2x2 poolings leaves a pixel of.
+for _name, _build, _min_side in (
+    ("cnn", cnn, 6),
+    ("small_cnn", small_cnn, 22),
+    ("deep_cnn", deep_cnn, 10),
+):
+    _register_with_batch_norm(_name, _build, _min_side)
 
 
-@register("lenet5")
+@register("lenet5", max_side=32)
 def lenet5(input_shape: tuple[int, int, int], num_classes: int) -> Any:
     """LeNet-5 (tanh): 28x28 inputs are zero-padded by 2 to the 32x32 it was designed for."""
     import keras

@@ -46,8 +46,17 @@ def load_keras_model(path: Path) -> Any:
     """The model saved at ``path`` (a ``.keras`` file), loaded in safe mode."""
     import keras
 
+    register_custom_layers()
     with refusing_unsafe(str(path)):
         return keras.saving.load_model(path, safe_mode=True)
+
+
+def register_custom_layers() -> None:
+    """Make convbench's own layers known to Keras, which finds a saved layer's class by
+    its registered name (a fine-tuned base's preprocessing, say)."""
+    from convbench.models.bases import preprocessing_layer_class
+
+    preprocessing_layer_class()
 
 
 def is_keras(model: Any) -> bool:

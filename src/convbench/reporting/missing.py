@@ -9,8 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from convbench.data.sources import SOURCES, Source
-from convbench.settings import RunSpec, Settings
+from convbench.settings import RunSpec, Settings, Source
 
 NOT_RUN = "not run"
 NOT_SELECTED = "not selected"
@@ -41,6 +40,8 @@ class Selection:
 def _missing_files(source: Source, folder: Path | None) -> list[str]:
     if folder is None:
         return []
+    if source.path is not None:  # a local folder: copied whole by its download stage
+        return [] if folder.is_dir() else [source.path]
     return [f.name for f in source.files if not (folder / f.name).is_file()]
 
 
@@ -49,16 +50,16 @@ def missing_input(
 ) -> tuple[str, str] | None:
     """(short reason, how to provide it) when the run's data or weights are not here."""
     dataset = settings.dataset(spec.dataset)
-    source = SOURCES[dataset.source]
+    source = dataset.source
     missing = _missing_files(source, inputs.raw / spec.dataset if inputs.raw else None)
     if missing:
         return (
             f"{spec.dataset} data unavailable",
-            f"{', '.join(missing)} not downloaded; {source.how_to_provide}, then rerun",
+            f"{', '.join(missing)} not downloaded; {source.help}, then rerun",
         )
     if spec.transfer is not None:
         base = settings.params.pretrained[settings.transfer(spec.transfer).base]
-        weights = SOURCES[base.source]
+        weights = base.source
         missing = _missing_files(
             weights,
             inputs.weights / settings.transfer(spec.transfer).base if inputs.weights else None,
@@ -66,7 +67,7 @@ def missing_input(
         if missing:
             return (
                 "ImageNet weights unavailable",
-                f"{', '.join(missing)} not downloaded; {weights.how_to_provide}, then rerun",
+                f"{', '.join(missing)} not downloaded; {weights.help}, then rerun",
             )
     return None
 

@@ -18,11 +18,13 @@ from convbench.settings.params import (
     KnownNames,
     Params,
     SettingsError,
+    VariantInfo,
+    image_size,
     load_params,
     parse_params,
     transfer_run_keys,
 )
-from convbench.settings.runs import RunSpec, image_size
+from convbench.settings.runs import RunSpec
 from convbench.settings.schema import (
     Augmentation,
     Dataset,
@@ -36,6 +38,8 @@ from convbench.settings.schema import (
     Profile,
     Registry,
     Runtime,
+    Source,
+    SourceFile,
     Training,
     Transfer,
 )
@@ -60,8 +64,11 @@ __all__ = [
     "Runtime",
     "Settings",
     "SettingsError",
+    "Source",
+    "SourceFile",
     "Training",
     "Transfer",
+    "VariantInfo",
     "default_tracking_uri",
     "find_project_root",
     "image_size",

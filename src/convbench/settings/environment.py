@@ -11,14 +11,14 @@ from typing import Literal
 from pydantic import Field
 
 from convbench.settings.params import SettingsError
-from convbench.settings.schema import _Strict
+from convbench.settings.strict import Strict
 
 # Set by a fan-out's dispatcher for its report stage only (never by a person): the download
 # stages its selection includes, comma-separated.
 SELECTED_DOWNLOADS = "CONVBENCH_SELECTED_DOWNLOADS"
 
 
-class Environment(_Strict):
+class Environment(Strict):
     """What comes from the environment rather than params.yaml (never a tunable)."""
 
     project_root: Path

@@ -13,12 +13,12 @@ from typing import TypeVar
 from convbench.settings.environment import Environment, read_environment
 from convbench.settings.params import KnownNames, Params, SettingsError, load_params
 from convbench.settings.runs import RunSpec, resolve_runs
-from convbench.settings.schema import Dataset, Profile, Transfer, _Strict
+from convbench.settings.schema import Dataset, Profile, Strict, Transfer
 
 T = TypeVar("T")
 
 
-class Settings(_Strict):
+class Settings(Strict):
     params: Params
     env: Environment
 

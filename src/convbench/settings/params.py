@@ -1,17 +1,18 @@
 """``params.yaml`` read and validated: the ``Params`` model and its cross-checks.
 
 An unknown key, a wrong type or an unknown name stops with an error naming the key and
-the allowed values. The names of data sources and model variants belong to the layers
-that define them (``convbench.data.sources``, ``convbench.models``): their callers hand
-them in (``known``), so the settings import neither.
+the allowed values. The model variants belong to the layer that defines them
+(``convbench.models``): callers hand the catalogue in (``known``), so the settings do not
+import it; a run whose variant cannot take its dataset's images is refused here, with
+the reason.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import yaml
 from pydantic import Field, ValidationError, ValidationInfo, model_validator
@@ -27,8 +28,8 @@ from convbench.settings.schema import (
     Registry,
     Run,
     Runtime,
+    Strict,
     Transfer,
-    _Strict,
 )
 
 PROFILE_NAMES = ("quick", "full", "ci")
@@ -38,13 +39,32 @@ class SettingsError(ConvbenchError, ValueError):
     """params.yaml (or an override) is not valid; the message names the key."""
 
 
+class VariantInfo(Protocol):
+    """What the settings need to know of a model variant (``models.catalog.Variant``)."""
+
+    @property
+    def kind(self) -> Literal["keras", "sklearn"]: ...
+
+    def refuses(self, shape: tuple[int, int, int]) -> str | None:
+        """Why the variant cannot take images of ``shape`` (height, width, channels)."""
+        ...
+
+
 @dataclass(frozen=True)
 class KnownNames:
-    """The names params.yaml may use for sources and variants (variant name -> its family);
-    ``variants=None`` leaves variant names unchecked."""
+    """The model variants params.yaml may name; ``variants=None`` leaves them unchecked."""
 
-    sources: Collection[str]
-    variants: dict[str, Literal["keras", "sklearn"]] | None = None
+    variants: Mapping[str, VariantInfo] | None = None
+
+
+def image_size(params: Params, dataset: str) -> tuple[int, int]:
+    """(height, width) the models see: the dataset's, scaled down to the profile's cap."""
+    item = params.datasets[dataset]
+    shape, cap = item.image, params.profiles[params.profile].image_size
+    if item.format != "image_folders" or not cap:
+        return shape.height, shape.width
+    scale = min(1.0, cap / max(shape.height, shape.width))
+    return max(1, round(shape.height * scale)), max(1, round(shape.width * scale))
 
 
 def transfer_run_keys(key: str) -> tuple[str, str]:
@@ -52,7 +72,7 @@ def transfer_run_keys(key: str) -> tuple[str, str]:
     return f"{key}_features", f"{key}_finetune"
 
 
-class Params(_Strict):
+class Params(Strict):
     """The whole of params.yaml."""
 
     profile: Literal["quick", "full", "ci"]
@@ -91,18 +111,22 @@ class Params(_Strict):
     @model_validator(mode="after")
     def _known_names(self, info: ValidationInfo) -> Params:
         known = (info.context or {}).get("known")
-        if known is None:
+        if known is None or known.variants is None:
             return self
-        for group in ("datasets", "pretrained"):
-            for name, item in getattr(self, group).items():
-                _known(f"{group}.{name}.source", "source", item.source, known.sources)
         for key, run in self.runs.items():
-            if known.variants is None:
-                break
             _known(f"runs.{key}.variant", "variant", run.variant, known.variants)
-            expected = ForestRun if known.variants[run.variant] == "sklearn" else KerasRun
+            variant = known.variants[run.variant]
+            expected = ForestRun if variant.kind == "sklearn" else KerasRun
             if not isinstance(run, expected):
                 raise ValueError(f"runs.{key}: variant {run.variant!r} needs {expected.__name__}")
+            shape = (*image_size(self, run.dataset), self.datasets[run.dataset].image.channels)
+            reason = variant.refuses(shape)
+            if reason:
+                raise ValueError(
+                    f"runs.{key}: variant {run.variant!r} cannot take the {run.dataset} "
+                    f"images ({shape[0]}x{shape[1]}x{shape[2]} under profile "
+                    f"{self.profile}): {reason}"
+                )
         return self
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from convbench.core.hashing import fingerprint
-from convbench.settings.params import Params, transfer_run_keys
+from convbench.settings.params import Params, image_size, transfer_run_keys
 from convbench.settings.schema import Augmentation, ForestRun, KerasRun, Training, Transfer
 
 Kind = Literal["images", "features", "finetune"]
@@ -51,16 +51,6 @@ class RunSpec:
     def takes_images(self) -> bool:
         """Its model is a whole image classifier (a head on stored features is not)."""
         return self.kind != "features"
-
-
-def image_size(params: Params, dataset: str) -> tuple[int, int]:
-    """(height, width) the models see: the dataset's, scaled down to the profile's cap."""
-    item = params.datasets[dataset]
-    shape, cap = item.image, params.profiles[params.profile].image_size
-    if item.format != "image_folders" or not cap:
-        return shape.height, shape.width
-    scale = min(1.0, cap / max(shape.height, shape.width))
-    return max(1, round(shape.height * scale)), max(1, round(shape.width * scale))
 
 
 def capped(value: int, cap: int | None) -> int:
@@ -138,7 +128,7 @@ def _resolve_transfer(params: Params, key: str, item: Transfer) -> dict[str, Run
     steps: tuple[tuple[str, Kind, Training, bool], ...] = (
         # The features are already scaled images seen through the base: no /255.
         (transfer_run_keys(key)[0], "features", item.head, False),
-        (transfer_run_keys(key)[1], "finetune", item.finetune, item.normalize),
+        (transfer_run_keys(key)[1], "finetune", item.finetune, item.preprocess == "rescale"),
     )
     specs = {}
     for run_key, kind, training, normalize in steps:

@@ -1,22 +1,21 @@
 """The schema of ``params.yaml``: one strict, frozen model per section.
 
 Unknown keys and wrong types fail validation; :mod:`convbench.settings.params` turns the
-failure into a message naming the key. Names of data sources and model variants are
-checked there too, against the registries handed in by the layers that own them.
+failure into a message naming the key. Variant names are checked there too, against
+the catalogue handed in by the layer that owns it. Sources have their own module.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+from pydantic import Discriminator, Field, Tag, model_validator
+
+from convbench.settings.sources import Source, SourceFile
+from convbench.settings.strict import Strict
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Profile(_Strict):
+class Profile(Strict):
     """How far a profile scales the decks' settings down (``null`` = not at all)."""
 
     description: str
@@ -29,20 +28,20 @@ class Profile(_Strict):
     image_size: int | None = Field(default=None, ge=8)
 
 
-class ImageShape(_Strict):
+class ImageShape(Strict):
     height: int = Field(ge=1)
     width: int = Field(ge=1)
     channels: Literal[1, 3]
 
 
-class Folders(_Strict):
+class Folders(Strict):
     """Where a folder dataset's images sit inside its archive."""
 
-    root: str  # the folder holding the split (or class) folders
+    root: str = ""  # the folder holding the split (or class) folders; "": the top
     split_folders: bool  # root/<split>/<class>/<file>, or root/<class>/<file> (one split, "all")
 
 
-class FileChecks(_Strict):
+class FileChecks(Strict):
     """What validation accepts of a folder dataset's image files."""
 
     convert_to_rgb: bool = True  # CMYK, grayscale, palette, alpha: convert, or quarantine
@@ -50,13 +49,18 @@ class FileChecks(_Strict):
     min_side: int = Field(default=32, ge=1)
     max_bad_fraction: float = Field(default=0.02, ge=0, le=1)  # more fails the stage
     min_class_ratio: float = Field(default=0.8, ge=0, le=1)  # smallest / largest class
+    # Images (by decoded pixels) filed under two or more classes; more fails the stage.
+    # Their files are quarantined either way (and so count as bad files too).
+    max_label_conflicts: int = Field(default=0, ge=0)
 
 
-class Dataset(_Strict):
-    source: str
-    # idx: MNIST's files; cifar10_python: CIFAR-10's pickled batches; image_folders: an
-    # archive of class folders of image files (Cats vs Dogs).
-    format: Literal["idx", "cifar10_python", "image_folders"]
+class Dataset(Strict):
+    source: Source
+    # idx: images and labels files per split (MNIST's format, gzipped or not); npz: one
+    # .npz of x_train, y_train, x_test, y_test (keras.datasets' mnist.npz);
+    # cifar10_python: CIFAR-10's pickled batches; image_folders: class folders of image
+    # files, in an archive or a local folder (Cats vs Dogs).
+    format: Literal["idx", "npz", "cifar10_python", "image_folders"]
     classes: list[int | str] = Field(min_length=2)
     # The images as stored (idx, cifar10_python), or the size they are resized to.
     image: ImageShape
@@ -82,6 +86,14 @@ class Dataset(_Strict):
             raise ValueError("folders: required for format image_folders, and only for it")
         if self.checks is not None and self.format != "image_folders":
             raise ValueError("checks: only for format image_folders")
+        if self.source.path is not None and self.format != "image_folders":
+            raise ValueError("source.path: a local folder is read as format image_folders")
+        if self.format == "idx":
+            _check_idx_files(self.source.files)
+        elif self.source.files and len(self.source.files) != 1:
+            raise ValueError(f"source.files: format {self.format} takes exactly one file")
+        if len({str(c) for c in self.classes}) != len(self.classes):
+            raise ValueError(f"classes: a class is listed twice in {self.classes}")
         return self
 
     @property
@@ -89,13 +101,31 @@ class Dataset(_Strict):
         return self.checks or FileChecks()
 
 
-class EarlyStopping(_Strict):
+def _check_idx_files(files: list[SourceFile]) -> None:
+    """Every idx file says its split and what it holds; each split has both."""
+    seen: dict[str, list[str]] = {}
+    for index, file in enumerate(files):
+        if file.split is None or file.holds is None:
+            raise ValueError(
+                f"source.files.{index} ({file.name}): an idx file needs split (train, "
+                "test, ...) and holds (images or labels)"
+            )
+        seen.setdefault(file.split, []).append(file.holds)
+    for split, holds in seen.items():
+        if sorted(holds) != ["images", "labels"]:
+            raise ValueError(
+                f"source.files: split {split!r} needs one images and one labels file; "
+                f"has {sorted(holds)}"
+            )
+
+
+class EarlyStopping(Strict):
     monitor: Literal["val_loss", "val_accuracy"] = "val_loss"
     patience: int = Field(default=3, ge=0)
     restore_best_weights: bool = True
 
 
-class Augmentation(_Strict):
+class Augmentation(Strict):
     """Random transforms of training batches, as ImageDataGenerator's arguments mean them."""
 
     rotation: float = Field(default=0.0, ge=0, le=180)  # degrees, either way
@@ -107,7 +137,7 @@ class Augmentation(_Strict):
     fill_mode: Literal["nearest", "constant", "reflect", "wrap"] = "nearest"
 
 
-class Training(_Strict):
+class Training(Strict):
     """How a Keras model is fitted."""
 
     epochs: int = Field(ge=1)
@@ -134,10 +164,12 @@ class FineTuning(Training):
     """The second step of transfer learning: the base's last block trained with the head."""
 
     augmentation: Augmentation | None = None
-    trainable_from: str = "block5_conv1"  # this layer of the base and those after it train
+    # This layer of the base (or the first whose name starts with it: a block) and those
+    # after it train; None: the base's own `trainable_from`.
+    trainable_from: str | None = None
 
 
-class Transfer(_Strict):
+class Transfer(Strict):
     """Transfer learning on one dataset: features once, a head on them, then fine-tuning.
 
     Makes two runs: ``<key>_features`` (variant ``<architecture>_features``, the head
@@ -147,19 +179,41 @@ class Transfer(_Strict):
     dataset: str
     base: str  # a key of `pretrained`
     feature_batch_size: int = Field(default=20, ge=1)  # the one pass of the frozen base
-    normalize: bool = True
+    # base: the base's own preprocess_input (inside the model); rescale: pixels /255 (as
+    # the decks feed VGG16).
+    preprocess: Literal["base", "rescale"]
     head: Training
     finetune: FineTuning
 
 
-class Pretrained(_Strict):
-    """A pretrained convolutional base and the source of its weights."""
+class Pretrained(Strict):
+    """A pretrained convolutional base: a Keras application and its no-top weights file.
 
-    source: str
-    architecture: Literal["vgg16"]
+    Its runs are named after the application: ``vgg16_features``, ``resnet50_finetune``.
+    """
+
+    application: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$")  # keras.applications.<it>
+    source: Source  # the no-top weights file, pinned by the hash Keras publishes for it
+    # The mode of its keras.applications preprocess_input: caffe (BGR, ImageNet means
+    # subtracted), tf (to [-1, 1]), torch (to [0, 1], then ImageNet mean and std), none
+    # (the model rescales itself: EfficientNet).
+    preprocess: Literal["caffe", "tf", "torch", "none"]
+    # Fine-tuning trains this layer (or the first whose name starts with it: a block)
+    # and every layer after it.
+    trainable_from: str
+
+    @model_validator(mode="after")
+    def _one_weights_file(self) -> Pretrained:
+        if len(self.source.files) != 1:
+            raise ValueError("source: a base takes exactly one file, its no-top weights")
+        return self
+
+    @property
+    def architecture(self) -> str:
+        return self.application.lower()
 
 
-class ForestRun(_Strict):
+class ForestRun(Strict):
     """The scikit-learn random-forest baseline on flattened pixels."""
 
     dataset: str
@@ -182,7 +236,7 @@ Run = Annotated[
 _UNION_TAGS = {"keras", "forest"}
 
 
-class Runtime(_Strict):
+class Runtime(Strict):
     """How training uses the machine it lands on; the GPU-only knobs are ignored on CPUs.
 
     One params file serves a mixed fleet: GPU runners apply mixed precision and XLA,
@@ -207,7 +261,7 @@ class Runtime(_Strict):
         return self
 
 
-class Registry(_Strict):
+class Registry(Strict):
     """The MLflow model registry gate: who may hold the alias (``champion``)."""
 
     alias: str = Field(default="champion", pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")

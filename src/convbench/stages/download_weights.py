@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from convbench.data.download import fetch_source
-from convbench.data.sources import SOURCES
 from convbench.settings import Settings
 from convbench.stages.entry import stage_command
 
@@ -16,9 +15,9 @@ def download_weights(settings: Settings, name: str, out_dir: Path) -> list[Path]
         raise KeyError(
             f"pretrained: unknown {name!r}; allowed: {sorted(settings.params.pretrained)}"
         )
-    source = SOURCES[settings.params.pretrained[name].source]
+    source = settings.params.pretrained[name].source
     out_dir.mkdir(parents=True, exist_ok=True)
-    return fetch_source(source, out_dir, mirror=settings.env.mirror)
+    return fetch_source(source, out_dir, mirror=settings.env.mirror, name=name)
 
 
 main = stage_command(download_weights)

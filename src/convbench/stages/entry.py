@@ -20,7 +20,6 @@ import typer
 
 from convbench.core.errors import ConvbenchError, InputUnavailableError
 from convbench.core.logs import setup_logging
-from convbench.data.sources import SOURCES
 from convbench.settings import KnownNames, Settings, load_settings
 
 if TYPE_CHECKING:  # the catalogue is handed in: importing it would load every builder
@@ -35,13 +34,12 @@ EXIT_UNAVAILABLE = 69
 
 
 def known_names(variants: Mapping[str, Variant] | None = None) -> KnownNames:
-    """The names params.yaml may use: the data sources, and the model variants when given.
+    """The variant names params.yaml may use, when the catalogue is given.
 
     The stages that build models hand the catalogue in (``models.variants.VARIANTS``);
     the others leave it out, so they neither import nor depend on the model code.
     """
-    kinds = None if variants is None else {name: v.kind for name, v in variants.items()}
-    return KnownNames(sources=frozenset(SOURCES), variants=kinds)
+    return KnownNames(variants=variants)
 
 
 def stage_settings(params: Path, variants: Mapping[str, Variant] | None = None) -> Settings:

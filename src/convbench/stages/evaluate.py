@@ -1,5 +1,6 @@
 """DVC stages ``evaluate``, ``evaluate_head``, ``evaluate_finetune``: one run scored on the
-test split, its results written and logged into the run's own MLflow run."""
+test split, its results written and logged into the run's own MLflow run (the test split
+as one of its dataset inputs)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from convbench.models.variants import VARIANTS
 from convbench.settings import Settings
 from convbench.stages.entry import stage_command
 from convbench.tracking import store as tracking
+from convbench.tracking.datasets import log_dataset_inputs
 from convbench.tracking.health import checked_up_front
 from convbench.training.devices import configure_runtime
 
@@ -34,7 +36,8 @@ def evaluate_run(
     """Score run ``run``'s model on the test split of ``inputs_dir``; write and log it."""
     settings = checked_up_front(settings)
     spec = settings.run_spec(run)
-    classes = prepared_info(inputs_dir)["classes"]
+    info = prepared_info(inputs_dir)
+    classes = info["classes"]
     trained = read_json(train_dir / "metrics.json")
     # Where to run and GPU memory growth; a loaded model keeps the dtypes it trained with.
     configure_runtime(settings.params.runtime)
@@ -67,6 +70,13 @@ def evaluate_run(
         tags={"dvc_evaluate_stage": settings.env.dvc_stage or f"evaluate@{run}"},
         run_id=trained["mlflow_run_id"],
     ):
+        log_dataset_inputs(
+            spec.dataset,
+            info["sha256"],
+            inputs_dir,
+            {"test": len(result.labels)},
+            settings.env.project_root,
+        )
         mlflow.log_metrics(result.metrics)
         mlflow.log_metrics(
             {

@@ -83,7 +83,9 @@ def train_keras(
     )
     progress = _resume_or_start(checkpoint, spec.key, spec.epochs)
     with (
-        training_run.tracked_run(settings, spec, info["sha256"], params, progress) as active,
+        training_run.tracked_run(
+            settings, spec, info["sha256"], params, progress, inputs_dir=inputs_dir
+        ) as active,
         checkpoint.held(),  # from here on a sweep leaves this checkpoint alone
     ):
         compile_model(model, spec.training, ema, jit_compile=applied.xla)

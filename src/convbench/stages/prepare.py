@@ -14,7 +14,7 @@ from convbench.core.errors import ConvbenchError
 from convbench.data.image_archive import accepted_image_bytes
 from convbench.data.prepare import Roles, prepare, prepare_shards, save_prepared
 from convbench.data.readers import load_raw
-from convbench.data.scan import MANIFEST, archive_path
+from convbench.data.scan import MANIFEST, image_source
 from convbench.settings import Settings
 from convbench.stages.entry import stage_command
 
@@ -43,8 +43,8 @@ def prepare_dataset(
     seed, profile = settings.params.seed, settings.profile
     if dataset.format == "image_folders":
         manifest = pd.read_parquet(validated_dir / MANIFEST)
-        archive = archive_path(settings, name, raw_dir)
-        rows = list(accepted_image_bytes(archive, manifest, validated_dir))
+        source = image_source(settings, name, raw_dir)
+        rows = list(accepted_image_bytes(source, manifest, validated_dir))
         info = prepare_shards(
             images=[data for _, data in rows],
             labels=np.array([row["label"] for row, _ in rows], dtype=np.int64),

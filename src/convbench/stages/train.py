@@ -57,7 +57,9 @@ def _train_forest(
         "train_images": len(data["train"][1]),
         "validation_images": len(data["validation"][1]),
     }
-    with training_run.tracked_run(settings, spec, info["sha256"], params) as active:
+    with training_run.tracked_run(
+        settings, spec, info["sha256"], params, inputs_dir=prepared_dir
+    ) as active:
         result = fit_forest(
             model,
             data,

@@ -35,6 +35,9 @@ def validate_dataset(
         failed = getattr(error, "summary", None)
         if failed is not None:
             write_summary({**failed, **files}, report_dir / "summary.json")
+        for group in files.get("label_conflicts", []):  # GX counts them; say which they are
+            same = " = ".join(f"{f['file']} ({f['class']})" for f in group)
+            log.error("%s: label conflict, the same image under two classes: %s", dataset, same)
         raise
     summary |= files
     write_summary(summary, report_dir / "summary.json")

@@ -26,7 +26,7 @@ from mlflow.tracking import MlflowClient
 from convbench.core.atomic import write_json
 from convbench.data.prepare import prepared_info
 from convbench.evaluation.scoring import predict_test
-from convbench.models.saving import refusing_unsafe
+from convbench.models.saving import refusing_unsafe, register_custom_layers
 from convbench.settings import RunSpec, Settings
 from convbench.tracking.health import reachable_store
 
@@ -132,6 +132,7 @@ def load_registered(uri: str, tags: dict[str, str]) -> Any:
         # skops, with the trusted types recorded when the model was logged: no pickle.
         return mlflow.sklearn.load_model(uri)
     # Said, not left to Keras' default: a model that would run code from the file is refused.
+    register_custom_layers()
     with refusing_unsafe(uri):
         return mlflow.keras.load_model(uri, load_model_kwargs={"safe_mode": True})
 

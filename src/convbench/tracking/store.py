@@ -38,6 +38,10 @@ COMPARISON_EXPERIMENT = "convbench/comparison"
 CONTINUES_TAG = "convbench.continues_run"  # the run a resumed training could not continue
 FAILURE_TAG = "convbench.failure"  # why a FAILED run failed, as its stage reported it
 MAX_TAG_LENGTH = 5000
+# MLflow 3's UI opens an experiment as its kind says: this kind on its training runs, not
+# on the GenAI overview it may show an experiment without the tag.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
 # How long a process waits for another to finish creating a new SQLite store.
 STORE_CREATION_TIMEOUT_S = 300.0
 
@@ -92,7 +96,11 @@ def configure(env: Environment) -> None:
 
 
 def ensure_experiment(name: str, env: Environment) -> str:
-    """The experiment's id, creating it (artifacts beside a local store) if needed."""
+    """The experiment's id, creating it (artifacts beside a local store) if needed.
+
+    Either way it is marked a model-training experiment, so MLflow's UI opens it on its
+    runs.
+    """
     prepare_store(env.tracking_uri)
     client = MlflowClient(tracking_uri=env.tracking_uri)
     existing = client.get_experiment_by_name(name)
@@ -105,19 +113,33 @@ def ensure_experiment(name: str, env: Environment) -> str:
                 f"behind a server ({existing.artifact_location}): set MLFLOW_TRACKING_URI "
                 "to that server, or use another store"
             )
+        kind = existing.tags.get(EXPERIMENT_KIND_TAG)
+        if kind != EXPERIMENT_KIND and existing.lifecycle_stage == "active":
+            _set_kind(client, existing.experiment_id)
         return existing.experiment_id
     location = None
     if is_local_store(env.tracking_uri):
         # Without this MLflow puts artifacts under ./mlruns of whatever folder runs it.
         location = (env.project_root / "mlartifacts" / name.replace("/", "-")).as_uri()
     try:
-        return client.create_experiment(name, artifact_location=location)
+        return client.create_experiment(
+            name, artifact_location=location, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND}
+        )
     except mlflow.exceptions.MlflowException:
         # Another stage created it between our lookup and our create.
-        found = client.get_experiment_by_name(name)
-        if found is None:
+        if client.get_experiment_by_name(name) is None:
             raise
-        return found.experiment_id
+        return ensure_experiment(name, env)
+
+
+def _set_kind(client: MlflowClient, experiment_id: str) -> None:
+    """Mark an experiment made before convbench tagged its kind; only the UI needs it."""
+    try:
+        client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+    except mlflow.exceptions.MlflowException as error:  # another stage's at the same time
+        log.warning(
+            "could not tag MLflow experiment %s as %s: %s", experiment_id, EXPERIMENT_KIND, error
+        )
 
 
 def git_commit(root: Path) -> str:

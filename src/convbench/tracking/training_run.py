@@ -24,9 +24,11 @@ from mlflow.tracking import MlflowClient
 
 from convbench.core.atomic import all_or_nothing, write_json
 from convbench.core.redact import redact
+from convbench.data.prepare import prepared_info
 from convbench.models.saving import FOREST_TRUSTED_TYPES, is_keras, save_model
 from convbench.settings import RunSpec, Settings
 from convbench.tracking import store as tracking
+from convbench.tracking.datasets import log_dataset_inputs
 from convbench.tracking.health import TrackingUnavailableError, unreachable_reason
 from convbench.training.checkpoints import Progress
 from convbench.training.devices import describe_device
@@ -65,8 +67,11 @@ def tracked_run(
     dataset_sha256: str,
     params: dict[str, Any],
     progress: Progress | None = None,
+    *,
+    inputs_dir: Path,
 ) -> Iterator[Run]:
-    """The MLflow run of a training: tags that link it to git and DVC, and its params.
+    """The MLflow run of a training: tags that link it to git and DVC, its params, and
+    its data (the train and validation splits of ``inputs_dir``, as dataset inputs).
 
     A training resumed from a checkpoint continues the MLflow run the killed process
     started (its epoch metrics are already there); if the store no longer has that run,
@@ -99,8 +104,23 @@ def tracked_run(
         tracking.log_params_kept(
             tracking.flatten({**params, "seed": spec.seed, "profile": spec.profile})
         )
+        log_training_data(settings, spec, dataset_sha256, inputs_dir)
         log.info("training %s (%s on %s) on %s", spec.key, spec.variant, spec.dataset, device)
         yield active
+
+
+def log_training_data(
+    settings: Settings, spec: RunSpec, dataset_sha256: str, inputs_dir: Path
+) -> None:
+    """The train and validation splits of ``inputs_dir`` as the active run's dataset inputs."""
+    info = prepared_info(inputs_dir)
+    if info["sha256"] != dataset_sha256:
+        raise ValueError(
+            f"{spec.key}: {inputs_dir} holds dataset {info['sha256']}, not the "
+            f"{dataset_sha256} the run is tagged with"
+        )
+    rows = {split: int(info["splits"][split]["count"]) for split in ("train", "validation")}
+    log_dataset_inputs(spec.dataset, dataset_sha256, inputs_dir, rows, settings.env.project_root)
 
 
 def send_epochs(progress: Progress, *, patient: bool) -> None:

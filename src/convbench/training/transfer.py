@@ -23,29 +23,27 @@ import numpy as np
 
 from convbench.data.download import WeightsUnavailableError, mismatch
 from convbench.data.prepare import SPLITS
-from convbench.data.sources import Source
 from convbench.inputs.pipeline import PipelineOptions, prepared_dataset
-from convbench.models.vgg16 import BASES
+from convbench.models.bases import build_base
+from convbench.settings import Pretrained
 from convbench.training.devices import describe_device
 
 log = logging.getLogger(__name__)
 
 
-def pretrained_base(
-    source: Source, weights_dir: Path, input_shape: tuple[int, ...], architecture: str
-) -> Any:
+def pretrained_base(pretrained: Pretrained, weights_dir: Path, input_shape: tuple[int, ...]) -> Any:
     """The base with its published weights, checked against their pin before they load."""
-    file = source.files[0]
+    file = pretrained.source.files[0]
     path = weights_dir / file.name
     if not path.is_file():
         raise WeightsUnavailableError(
             f"ImageNet weights unavailable: {path} is missing; to provide them: "
-            f"{source.how_to_provide}, then run the download_weights stage"
+            f"{pretrained.source.help}, then run the download_weights stage"
         )
     failed = mismatch(file, path, str(path))
     if failed is not None:  # not "unavailable": something replaced a verified file
         raise failed
-    return BASES[architecture](input_shape, path)
+    return build_base(pretrained.application, input_shape, path)
 
 
 def extract_features(

@@ -28,6 +28,7 @@ FILE_COLUMNS = (
     "split_rows",
     "expected_split_rows",
     "class_ratio",
+    "label_conflict",
 )
 
 
@@ -55,6 +56,7 @@ class FileExpectations:
     min_side: int = 32
     max_bad_fraction: float = 0.02  # quarantined (or too small) files tolerated
     min_class_ratio: float = 0.8  # smallest class over largest, per split
+    max_label_conflicts: int = 0  # images filed under two or more classes
 
 
 def _published_splits(dataset: Dataset) -> tuple[str, ...]:
@@ -75,6 +77,7 @@ def expectations_for(settings: Settings, name: str) -> ImageExpectations | FileE
             min_side=checks.min_side,
             max_bad_fraction=checks.max_bad_fraction,
             min_class_ratio=checks.min_class_ratio,
+            max_label_conflicts=checks.max_label_conflicts,
         )
     if not dataset.split_counts:
         raise ValueError(f"datasets.{name}.split_counts: required for format {dataset.format}")

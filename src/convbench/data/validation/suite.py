@@ -94,6 +94,17 @@ def _file_expectations(E: Any, expectations: FileExpectations) -> list[Any]:
                 f"{expectations.min_class_ratio:.0%} of the images of the largest."
             ),
         ),
+        # One distinct label_conflict (the image's hash) per image filed under two classes.
+        E.ExpectColumnUniqueValueCountToBeBetween(
+            column="label_conflict",
+            min_value=0,
+            max_value=expectations.max_label_conflicts,
+            description=(
+                f"At most {expectations.max_label_conflicts} images are filed under two "
+                "classes (label conflicts); their files are quarantined, each reason naming "
+                "the other file."
+            ),
+        ),
     ]
     if expectations.split_counts:
         checks.append(
