@@ -79,4 +79,4 @@ def test_a_folder_of_photos_is_added_trained_on_and_predicted(tmp_path: Path) ->
     answer = convbench(workspace, env, "predict", "--dataset", NAME, str(image))
     assert answer.returncode == 0, answer.stdout + answer.stderr
     lines = answer.stdout.strip().splitlines()
-    assert lines[-1].startswith("dog.5.jpg: ") and ("cats" in lines[-1] or "dogs" in lines[-1])
+    assert lines[-1].startswith(f"{image}: ") and ("cats" in lines[-1] or "dogs" in lines[-1])
