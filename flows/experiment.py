@@ -17,7 +17,6 @@ Runs on Prefect's ephemeral local API with no server started:
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -27,28 +26,21 @@ import typer
 from prefect import Task, flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
-from convbench.models.variants import VARIANTS
-from convbench.ops import planning, runlock
+from convbench.ops import noop, planning, repro, runlock, unavailable
+from convbench.ops import overrides as overrides_module
 from convbench.settings import PROFILE_NAMES, load_settings, read_environment
-from convbench.stages.entry import EXIT_UNAVAILABLE, stage_settings
+from convbench.stages.entry import EXIT_UNAVAILABLE
 from convbench.tracking.abandoned import sweep_abandoned
 
 DOWNLOAD_RETRIES = 2
-# How `dvc repro` reports a stage command's exit status.
-_EXITED = re.compile(r"exited with (\d+)")
-# How `dvc repro` says it took a stage's outputs from its run cache instead of running it.
-_RESTORED = "is cached - skipping run"
 
 
 @task(name="apply-overrides")
 def apply_overrides(root: Path, overrides: list[str]) -> None:
     """Write ``key=value`` overrides into params.yaml the way ``dvc exp run -S`` does."""
-    from dvc.utils.hydra import apply_overrides as dvc_apply
-
+    overrides_module.write_overrides(root, overrides)
     if overrides:
-        dvc_apply(root / "params.yaml", overrides)
         get_run_logger().info("params.yaml overrides: %s", " ".join(overrides))
-    stage_settings(root / "params.yaml", VARIANTS)  # fail here, naming the key, not in a stage
 
 
 @task(name="plan")
@@ -70,34 +62,39 @@ def plan(
     return selected, stale, planning.download_dependents(selected, graph)
 
 
-def stage_environment(root: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment a stage command runs in: this interpreter, the checkout's code."""
-    return {
-        **os.environ,
-        # Stage commands say `python`: make it this environment's interpreter.
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-        # The checkout's own library, not the one the environment was installed from: a
-        # runner's checkout may be at another commit than the worker's.
-        "PYTHONPATH": str(root / "src"),
-        **(extra or {}),
-    }
-
-
 @task(name="stage", task_run_name="{stage}")
-def run_stage(root: Path, stage: str, stale: bool, env: dict[str, str] | None = None) -> str:
+def run_stage(
+    root: Path,
+    stage: str,
+    stale: bool,
+    env: dict[str, str] | None = None,
+    retry_unavailable: bool = False,
+) -> str:
     """``dvc repro --single-item STAGE``, its output streamed into the task's log.
 
     Returns "ran", "up to date", or "unavailable: <why>" when the stage's input cannot be
     had here (the stage exited with EX_UNAVAILABLE and said why and how to provide it).
-    ``env`` adds to the stage's environment (e.g. the MLflow server, the experiment name).
+    A download found unavailable before is not run again while nothing that decides it
+    changed (``ops.unavailable``), unless ``retry_unavailable``. ``env`` adds to the
+    stage's environment (e.g. the MLflow server, the experiment name).
     """
     logger = get_run_logger()
     if not stale:
         logger.info("%s is up to date", stage)
         end_abandoned(root, stage, "is up to date", env)
         return "up to date"
+    state = unavailable.download_state(root, stage, {**os.environ, **(env or {})})
+    known = (
+        None
+        if retry_unavailable or state is None
+        else unavailable.known_unavailable(root, stage, state)
+    )
+    if known is not None:
+        why = unavailable.NOT_RETRIED
+        logger.warning("%s: input not available here (%s):\n%s", stage, why, known)
+        return f"{planning.UNAVAILABLE}: {known}"
     command = [sys.executable, "-m", "dvc", "repro", "--single-item", stage]
-    env = stage_environment(root, env)
+    env = repro.stage_environment(root, env)
     process = subprocess.Popen(
         command,
         cwd=root,
@@ -115,18 +112,21 @@ def run_stage(root: Path, stage: str, stale: bool, env: dict[str, str] | None = 
         if line:
             logger.info(line)
             tail = [*tail[-19:], line]
-            cached = cached or _RESTORED in line
+            cached = cached or repro.RESTORED in line
     if process.wait() != 0:
-        exits = _EXITED.findall("\n".join(tail))
-        if exits and int(exits[-1]) == EXIT_UNAVAILABLE:
-            why = _unavailable_message(tail)
+        if repro.exit_status(tail) == EXIT_UNAVAILABLE:
+            why = repro.unavailable_message(tail)
             logger.warning(
                 "%s: input not available here, skipping what depends on it:\n%s", stage, why
             )
+            if state is not None:
+                unavailable.remember(root, stage, state, why)
             return f"{planning.UNAVAILABLE}: {why}"
         raise RuntimeError(f"stage {stage} failed (exit {process.returncode}):\n" + "\n".join(tail))
     if cached:
         end_abandoned(root, stage, "was restored from DVC's run cache", env)
+    if state is not None:
+        unavailable.forget(root, stage)
     return "ran"
 
 
@@ -156,13 +156,6 @@ def skip_if_blocked(
     return reason
 
 
-def _unavailable_message(tail: list[str]) -> str:
-    """The stage's own error message: from its ERROR line to DVC's."""
-    start = max((i for i, line in enumerate(tail) if " ERROR convbench" in line), default=0)
-    lines = [line for line in tail[start:] if not line.startswith("ERROR: failed to reproduce")]
-    return "\n".join(lines).split(" ERROR convbench: ", 1)[-1]
-
-
 @flow(name="convbench-experiment")
 def experiment(
     profile: str = "quick",
@@ -171,11 +164,14 @@ def experiment(
     overrides: list[str] | None = None,
     project_dir: str = ".",
     wait_for_lock: bool = False,
+    retry_unavailable: bool = False,
 ) -> dict[str, str]:
     """Run (or bring up to date) the selected experiments and their comparison.
 
     One run per checkout: another one running here fails this one at once, or with
-    ``wait_for_lock`` this one waits for it (the deployments wait).
+    ``wait_for_lock`` this one waits for it (the deployments wait). Downloads found
+    unavailable before are tried again only if their source or the mirror changed, or
+    with ``retry_unavailable``.
     """
     if profile not in PROFILE_NAMES:
         raise ValueError(f"profile: unknown profile {profile!r}; allowed: {list(PROFILE_NAMES)}")
@@ -183,7 +179,7 @@ def experiment(
     # A no-op under `main`, which took the lock before Prefect started.
     label, logger = _flow_run_label(), get_run_logger()
     with runlock.hold(root, profile, wait=wait_for_lock, command=label, logger=logger):
-        return run_experiments(root, profile, datasets, variants, overrides)
+        return run_experiments(root, profile, datasets, variants, overrides, retry_unavailable)
 
 
 def _flow_run_label() -> str:
@@ -199,6 +195,7 @@ def run_experiments(
     datasets: list[str] | None,
     variants: list[str] | None,
     overrides: list[str] | None,
+    retry_unavailable: bool = False,
 ) -> dict[str, str]:
     """The experiment flow's work, in a flow run holding the checkout's lock."""
     apply_overrides(root, [f"profile={profile}", *(overrides or [])])
@@ -206,7 +203,9 @@ def run_experiments(
     outcome: dict[str, str] = {}
     for stage in selected:
         reason = skip_if_blocked(stage, dependents, outcome)
-        outcome[stage] = reason or stage_task(stage)(root, stage, stage in stale)
+        outcome[stage] = reason or stage_task(stage)(
+            root, stage, stage in stale, retry_unavailable=retry_unavailable
+        )
     publish_comparison(root, outcome)
     return outcome
 
@@ -251,16 +250,32 @@ def main(
     wait: Annotated[
         bool, typer.Option(help="if another run holds this checkout, wait for it (else stop)")
     ] = False,
+    retry_unavailable: Annotated[
+        bool, typer.Option(help="try downloads found unavailable before, changed or not")
+    ] = False,
 ) -> None:
     # The lock before Prefect: a busy checkout stops in a second, not after a server start.
     with runlock.held_or_exit(project_dir, profile, wait=wait):
+        overrides = [f"profile={profile}", *(set_param or [])]
+        done = not retry_unavailable and nothing_changed(project_dir, overrides, dataset, variant)
+        if done:  # no stage, no download, no Prefect server to start
+            return typer.echo(done)
         experiment(
             profile=profile,
             datasets=dataset or None,
             variants=variant or None,
             overrides=set_param or [],
             project_dir=str(project_dir),
+            retry_unavailable=retry_unavailable,
         )
+
+
+def nothing_changed(
+    root: Path, overrides: list[str], datasets: list[str] | None, variants: list[str] | None
+) -> str | None:
+    """The overrides written, then what a run with nothing to do says (else None)."""
+    overrides_module.write_overrides(root.resolve(), overrides)
+    return noop.nothing_to_do(root.resolve(), datasets, variants)
 
 
 if __name__ == "__main__":

@@ -101,13 +101,22 @@ def select_stages(
     return selected
 
 
-def stale_stages(root: Path, selected: list[str], graph: nx.DiGraph) -> list[str]:
-    """The selected stages DVC finds changed, and those downstream of one, in order."""
+def changed_stages(root: Path, selected: list[str]) -> set[str]:
+    """The selected stages DVC finds changed (their own deps, params or outputs)."""
     from dvc.repo import Repo
 
-    # DVC resolves targets, and names what changed, relative to the current folder.
+    # DVC resolves targets, and names what changed, relative to the current folder. One
+    # status of every stage, filtered: a status per target collects the DAG again for
+    # each (3.6 s against 1.9 s for 13 stages here).
     with contextlib.chdir(root), Repo(str(root)) as repo:
-        changed = set(repo.status(targets=selected))
+        return set(repo.status()) & set(selected)
+
+
+def stale_stages(
+    root: Path, selected: list[str], graph: nx.DiGraph, changed: set[str] | None = None
+) -> list[str]:
+    """The selected stages DVC finds changed, and those downstream of one, in order."""
+    changed = changed_stages(root, selected) if changed is None else changed
     stale = set(changed)
     for name in changed:
         stale |= nx.ancestors(graph, name)  # every stage that depends on it
@@ -123,6 +132,17 @@ def download_dependents(selected: list[str], graph: nx.DiGraph) -> dict[str, lis
         for name in selected
         if stage_kind(name) in DOWNLOAD_STAGES
     }
+
+
+def left_to_run(
+    changed: set[str], known_unavailable: set[str], dependents: Mapping[str, list[str]]
+) -> set[str]:
+    """The changed stages a run would work on: not the downloads known to be unavailable
+    here, nor the stages those hold back (their inputs are missing, not changed)."""
+    held = set(known_unavailable)
+    for download in known_unavailable:
+        held |= set(dependents.get(download, ()))
+    return changed - held
 
 
 def is_unavailable(outcome: str | None) -> bool:
