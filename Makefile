@@ -7,6 +7,8 @@ WAIT ?=
 # Only these datasets / variants (space-separated names): make run DATASET=mnist VARIANT="mlp cnn"
 DATASET ?=
 VARIANT ?=
+# RETRY=1: try again the downloads found unavailable before, even if nothing changed.
+RETRY ?=
 # The local servers of `make ui` (127.0.0.1 only) and the pool a `make worker` joins.
 MLFLOW_PORT ?= 5000
 PREFECT_PORT ?= 4200
@@ -52,9 +54,10 @@ $(VENV)/.synced: uv.lock pyproject.toml | $(UV)
 	$(UV) sync --locked
 	@touch $@
 
-run: env ## run the experiments through the Prefect flow (PROFILE=quick|full|ci, DATASET=…, VARIANT=…, WAIT=1)
+run: env ## run the experiments through the Prefect flow (PROFILE=quick|full|ci, DATASET=…, VARIANT=…, WAIT=1, RETRY=1)
 	$(VENV)/bin/python -m flows.experiment --profile $(PROFILE) $(if $(filter 1 yes true,$(WAIT)),--wait) \
-		$(foreach d,$(DATASET),--dataset $(d)) $(foreach v,$(VARIANT),--variant $(v))
+		$(foreach d,$(DATASET),--dataset $(d)) $(foreach v,$(VARIANT),--variant $(v)) \
+		$(if $(filter 1 yes true,$(RETRY)),--retry-unavailable)
 
 test: env ## run the whole test suite, CI's command (two workers: the end-to-end tests mostly wait)
 	$(VENV)/bin/python -m pytest -n 2 --dist worksteal
