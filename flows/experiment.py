@@ -30,7 +30,6 @@ from convbench.ops import noop, planning, repro, runlock, unavailable
 from convbench.ops import overrides as overrides_module
 from convbench.settings import PROFILE_NAMES, load_settings, read_environment
 from convbench.stages.entry import EXIT_UNAVAILABLE
-from convbench.tracking.abandoned import sweep_abandoned
 
 DOWNLOAD_RETRIES = 2
 
@@ -134,6 +133,9 @@ def end_abandoned(root: Path, stage: str, why: str, env: dict[str, str] | None) 
     """A training stage with a current result: end what its killed trainings left."""
     key = planning.trained_run_key(stage)
     if key is not None:
+        # Here, not at the top: it loads MLflow and Keras (5 s), which a no-op never needs.
+        from convbench.tracking.abandoned import sweep_abandoned
+
         environment = read_environment({**os.environ, **(env or {})}, cwd=root)
         sweep_abandoned(environment, key, f"{stage} {why}")
 
