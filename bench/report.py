@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -75,4 +76,9 @@ def write_results(results: dict[str, Any], path: Path) -> None:
         "the features is what takes the time.",
         "",
     ]
+    noop = path.with_name("noop.json")  # bench.noop's figures, measured on their own
+    if noop.exists():
+        from bench.noop import section
+
+        lines += section(json.loads(noop.read_text()))
     path.write_text("\n".join(lines))
