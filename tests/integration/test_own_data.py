@@ -9,7 +9,6 @@ classes: the variants take their input shape and class count from the dataset.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import subprocess
 import sys
@@ -21,6 +20,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
+from tests.data.test_idx_prepare import write_idx
 from tests.project import make_workspace, run
 
 pytestmark = pytest.mark.slow
@@ -46,12 +46,6 @@ def bars(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return images, labels.astype(np.uint8)
 
 
-def write_idx(path: Path, array: np.ndarray) -> str:
-    header = bytes([0, 0, 0x08, array.ndim]) + np.array(array.shape, dtype=">u4").tobytes()
-    path.write_bytes(gzip.compress(header + array.tobytes(), mtime=0))
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def idx_mirror(mirror: Path) -> list[dict]:
     """The dataset's four files in ``mirror/digits3``; their declarations for params."""
     folder = mirror / NAME
@@ -60,7 +54,8 @@ def idx_mirror(mirror: Path) -> list[dict]:
     declared = []
     for (split, holds), name in FILES.items():
         images, labels = arrays[split]
-        sha = write_idx(folder / name, images if holds == "images" else labels)
+        write_idx(folder / name, images if holds == "images" else labels)
+        sha = hashlib.sha256((folder / name).read_bytes()).hexdigest()
         (mirror / name).write_bytes(b"another dataset's file of the same name")
         declared.append({"name": name, "split": split, "holds": holds, "sha256": sha})
     return declared

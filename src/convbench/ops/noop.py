@@ -7,7 +7,6 @@ they hold back), which are not tried again while nothing that decides them chang
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from convbench.ops import planning, unavailable
@@ -22,8 +21,8 @@ def nothing_to_do(root: Path, datasets: list[str] | None, variants: list[str] | 
     changed = planning.changed_stages(root, selected)
     known = {}
     for stage in planning.of_kinds(sorted(changed), planning.DOWNLOAD_STAGES):
-        state = unavailable.download_state(root, stage, os.environ)
-        why = unavailable.known_unavailable(root, stage, state) if state else None
+        # The settings loaded above, with this process's environment: what the stage sees.
+        why = unavailable.known_unavailable(root, stage, unavailable.input_state(settings, stage))
         if why is not None:
             known[stage] = why
     dependents = planning.download_dependents(selected, graph)

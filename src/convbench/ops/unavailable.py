@@ -20,8 +20,9 @@ from typing import Any
 from convbench.core.atomic import write_json
 from convbench.core.hashing import fingerprint
 from convbench.data.transport import is_http, local_path
+from convbench.ops.planning import DOWNLOAD_STAGES, stage_kind
 from convbench.ops.runlock import LOCK_FOLDER
-from convbench.settings import Settings, Source, load_settings, read_environment
+from convbench.settings import Settings, Source, load_settings
 
 RECORD = "unavailable.json"
 NOT_RETRIED = "not tried again: its declaration and the mirror are as they were when it failed"
@@ -29,7 +30,7 @@ NOT_RETRIED = "not tried again: its declaration and the mirror are as they were 
 
 def _source(settings: Settings, stage: str) -> Source:
     kind, _, item = stage.partition("@")
-    if kind == "download_weights":
+    if kind == "download_weights":  # else "download": a dataset's
         return settings.params.pretrained[item].source
     return settings.dataset(item).source
 
@@ -62,11 +63,9 @@ def input_state(settings: Settings, stage: str) -> str:
 
 def download_state(root: Path, stage: str, environ: Mapping[str, str]) -> str | None:
     """:func:`input_state` of a download stage run with ``environ``; None for other stages."""
-    if stage.partition("@")[0] not in ("download", "download_weights"):
+    if stage_kind(stage) not in DOWNLOAD_STAGES:
         return None
-    environment = read_environment(dict(environ), cwd=root)
-    settings = load_settings(root / "params.yaml").model_copy(update={"env": environment})
-    return input_state(settings, stage)
+    return input_state(load_settings(root / "params.yaml", environ=dict(environ)), stage)
 
 
 def _read(root: Path) -> dict[str, dict[str, str]]:
