@@ -94,7 +94,8 @@ def _shards(zip_path: Path, out: Path) -> tuple[list[Path], int]:
 
 
 def tfdata_training(zip_path: Path, work: Path) -> dict[str, Any]:
-    from convbench.inputs.pipeline import PipelineOptions, shard_dataset
+    from convbench.inputs.pipeline import PipelineOptions
+    from convbench.inputs.tfdata import shard_dataset
     from convbench.settings import Augmentation
 
     files, count = _shards(zip_path, work)
@@ -157,7 +158,8 @@ def idg_features(folder: Path) -> dict[str, Any]:
 
 def tfdata_features(zip_path: Path, work: Path) -> dict[str, Any]:
     """As the extract_features stage does it: the shard pipeline, the base batch by batch."""
-    from convbench.inputs.pipeline import PipelineOptions, shard_dataset
+    from convbench.inputs.pipeline import PipelineOptions
+    from convbench.inputs.tfdata import shard_dataset
 
     files, count = _shards(zip_path, work)
     base = _vgg16()

@@ -33,7 +33,7 @@ def write_results(results: dict[str, Any], path: Path) -> None:
         "images of `cats_and_dogs_filtered.zip`: 150x150, batch 200, pixels /255 and the",
         "decks' augmentation (rotation 40, shifts 0.2, shear 0.2, zoom 0.2, horizontal flip,",
         "nearest fill). Baseline: the decks' `ImageDataGenerator(...).flow_from_directory(...)`",
-        "over the extracted JPEGs. convbench: `convbench.inputs.pipeline.shard_dataset` over",
+        "over the extracted JPEGs. convbench: `convbench.inputs.tfdata.shard_dataset` over",
         "the TFRecord shards the prepare stage writes (parallel decode and resize, cache of",
         "decoded images, batched augmentation in one warp, prefetch).",
         "",

@@ -1,7 +1,11 @@
 """DVC stage `evaluate`: see convbench.stages.evaluate."""
 
-from convbench.stages import evaluate
 from convbench.stages.entry import run_stage
+from convbench.training.backend import choose_backend
+
+choose_backend()  # runtime.backend, before the stage module imports Keras
+
+from convbench.stages import evaluate  # noqa: E402
 
 if __name__ == "__main__":
     run_stage(evaluate.main)

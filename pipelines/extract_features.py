@@ -1,7 +1,11 @@
 """DVC stage `extract_features`: see convbench.stages.extract_features."""
 
-from convbench.stages import extract_features
 from convbench.stages.entry import run_stage
+from convbench.training.backend import choose_backend
+
+choose_backend()  # runtime.backend, before the stage module imports Keras
+
+from convbench.stages import extract_features  # noqa: E402
 
 if __name__ == "__main__":
     run_stage(extract_features.main)

@@ -1,7 +1,11 @@
 """DVC stage `train_head`: see convbench.stages.train_head."""
 
-from convbench.stages import train_head
 from convbench.stages.entry import run_stage
+from convbench.training.backend import choose_backend
+
+choose_backend()  # runtime.backend, before the stage module imports Keras
+
+from convbench.stages import train_head  # noqa: E402
 
 if __name__ == "__main__":
     run_stage(train_head.main)

@@ -111,7 +111,7 @@ def model_input_array(data: bytes, check: ImageCheck, inputs: ModelInput) -> np.
     size = (inputs.height, inputs.width)
     if inputs.channels == 3:
         # The accepted bytes are an RGB JPEG: decode and resize as training did.
-        from convbench.inputs.pipeline import decode_and_resize
+        from convbench.inputs.tfdata import decode_and_resize
 
         pixels = decode_and_resize(check.data or data, size).numpy().astype(np.float32)
     else:

@@ -9,13 +9,10 @@ import pytest
 import tensorflow as tf
 
 from convbench.data.shards import write_shards
+from convbench.inputs.arrays import ArrayBatches
 from convbench.inputs.augment import augment_batch
-from convbench.inputs.pipeline import (
-    PipelineOptions,
-    array_dataset,
-    decode_and_resize,
-    shard_dataset,
-)
+from convbench.inputs.pipeline import PipelineOptions
+from convbench.inputs.tfdata import array_dataset, decode_and_resize, shard_dataset
 from convbench.settings import Augmentation
 from tests.conftest import drawn_image, encoded
 
@@ -107,3 +104,35 @@ def test_array_pipeline_augments_too() -> None:
     warped, y = batches(array_dataset(images, labels, PipelineOptions(4, augmentation=DECKS)))
     np.testing.assert_allclose(plain, images / 255, atol=1e-6)
     assert y.tolist() == labels.tolist() and not np.allclose(plain, warped)
+
+
+def test_array_batches_without_tensorflow_match_the_tf_data_pipeline() -> None:
+    # What a JAX process trains on: the same scaled images as tf.data gives TensorFlow.
+    rng = np.random.default_rng(5)
+    images = rng.integers(0, 256, size=(23, 6, 5, 1), dtype=np.uint8)
+    labels = np.arange(23) % 3
+    plain = PipelineOptions(batch_size=5)
+    ours = ArrayBatches(images, labels, plain)
+    assert len(ours) == 5
+    x, y = (np.concatenate(parts) for parts in zip(*ours, strict=True))
+    tf_x, tf_y = batches(array_dataset(images, labels, plain))
+    np.testing.assert_array_equal(x, tf_x)  # float32 bit for bit, scaling included
+    assert y.tolist() == tf_y.tolist() and x.dtype == np.float32
+
+
+def test_array_batches_shuffle_by_seed_and_anew_each_epoch() -> None:
+    images = np.arange(20, dtype=np.uint8).reshape(20, 1, 1, 1)
+    labels = np.arange(20)
+    options = PipelineOptions(batch_size=6, shuffle=True, seed=4, normalize=False)
+
+    def epoch(dataset: ArrayBatches) -> list[int]:
+        return np.concatenate([y for _, y in dataset]).tolist()
+
+    first, again = ArrayBatches(images, labels, options), ArrayBatches(images, labels, options)
+    order = epoch(first)
+    assert sorted(order) == list(range(20)) and order != list(range(20))
+    assert epoch(again) == order  # the same seed, the same order
+    first.on_epoch_end()  # what Keras calls between epochs
+    assert epoch(first) != order and sorted(epoch(first)) == list(range(20))
+    for x, y in first:  # images and labels stay paired
+        assert x[:, 0, 0, 0].tolist() == y.tolist()

@@ -20,5 +20,7 @@ def setup_logging(level: int = logging.INFO) -> None:
         RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     )
     logging.basicConfig(level=level, handlers=[handler])
-    for noisy in ("great_expectations", "alembic", "urllib3", "matplotlib", "PIL"):
+    # JAX's xla_bridge says at INFO that it found no TPU library, on every start.
+    noisy_ones = ("great_expectations", "alembic", "urllib3", "matplotlib", "PIL", "jax._src")
+    for noisy in noisy_ones:
         logging.getLogger(noisy).setLevel(logging.WARNING)

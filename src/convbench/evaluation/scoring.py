@@ -47,8 +47,9 @@ def predict_test(
         size,
         PipelineOptions(batch_size=BATCH, normalize=normalize, cache=False),
     )
-    for images, _ in dataset.take(1):
+    for images, _ in dataset:
         model.predict_on_batch(images)  # warm-up: tracing is not inference
+        break
     outputs, labels = [], []
     started = time.perf_counter()
     for images, batch_labels in dataset:

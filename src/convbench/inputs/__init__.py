@@ -1,1 +1,2 @@
-"""Input pipelines: tf.data over prepared arrays or JPEG shards, and augmentation."""
+"""Input pipelines over prepared arrays or JPEG shards (tf.data, or plain arrays for a
+backend without TensorFlow), and augmentation."""

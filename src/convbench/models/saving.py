@@ -9,6 +9,7 @@ saved with skops, never pickle: only the listed types may be rebuilt from the fi
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,9 @@ def register_custom_layers() -> None:
 
 
 def is_keras(model: Any) -> bool:
+    # No Keras loaded, no Keras model: a forest's process never imports its backend.
+    if "keras" not in sys.modules:
+        return False
     import keras
 
     return isinstance(model, keras.Model)

@@ -10,9 +10,10 @@ from convbench.settings.environment import (
     Environment,
     default_tracking_uri,
     find_project_root,
+    keras_backend_variable,
     read_environment,
 )
-from convbench.settings.loading import Settings, load_settings
+from convbench.settings.loading import Settings, load_settings, requested_runtime
 from convbench.settings.params import (
     PROFILE_NAMES,
     KnownNames,
@@ -72,9 +73,11 @@ __all__ = [
     "default_tracking_uri",
     "find_project_root",
     "image_size",
+    "keras_backend_variable",
     "load_params",
     "load_settings",
     "parse_params",
     "read_environment",
+    "requested_runtime",
     "transfer_run_keys",
 ]

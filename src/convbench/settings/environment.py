@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -41,6 +42,11 @@ class Environment(Strict):
     # A tracking server that does not answer: fail the stage (none), or record into the
     # project's own store with a warning (local). CONVBENCH_TRACKING_FALLBACK.
     tracking_fallback: Literal["none", "local"] = "none"
+
+
+def keras_backend_variable(environ: Mapping[str, str] | None = None) -> str | None:
+    """``KERAS_BACKEND`` when someone set it: Keras reads it once, at its import."""
+    return (os.environ if environ is None else environ).get("KERAS_BACKEND") or None
 
 
 def find_project_root(start: Path) -> Path:

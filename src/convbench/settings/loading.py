@@ -13,7 +13,7 @@ from typing import TypeVar
 from convbench.settings.environment import Environment, read_environment
 from convbench.settings.params import KnownNames, Params, SettingsError, load_params
 from convbench.settings.runs import RunSpec, resolve_runs
-from convbench.settings.schema import Dataset, Profile, Strict, Transfer
+from convbench.settings.schema import Dataset, Profile, Runtime, Strict, Transfer
 
 T = TypeVar("T")
 
@@ -59,3 +59,17 @@ def load_settings(
     return Settings(
         params=load_params(path, known), env=read_environment(environ, cwd=path.resolve().parent)
     )
+
+
+def requested_runtime(path: Path = Path("params.yaml")) -> Runtime | None:
+    """params.yaml's ``runtime`` alone, read before Keras is imported (its backend is
+    chosen then); None when the file or the section is unreadable: the stage's full
+    load reports that, naming the key."""
+    import yaml
+    from pydantic import ValidationError
+
+    try:
+        raw = yaml.safe_load(path.read_text())
+        return Runtime.model_validate(raw.get("runtime") or {})
+    except (OSError, AttributeError, yaml.YAMLError, ValidationError):
+        return None

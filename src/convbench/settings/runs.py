@@ -67,10 +67,13 @@ def _fingerprint(params: Params, entry: Any, dataset: str) -> str:
         "profile": params.profiles[params.profile].model_dump(mode="json", exclude_defaults=True),
         "seed": params.seed,
     }
-    # Mixed precision, XLA and op determinism change the numbers; where it runs and how
-    # memory is taken do not (a GPU runner and a CPU runner make the same run).
+    # Mixed precision, XLA, op determinism and the backend's kernels change the numbers;
+    # where it runs and how memory is taken do not (a GPU runner and a CPU runner make
+    # the same run).
     numerics = params.runtime.model_dump(
-        mode="json", include={"mixed_precision", "xla", "deterministic"}, exclude_defaults=True
+        mode="json",
+        include={"backend", "mixed_precision", "xla", "deterministic"},
+        exclude_defaults=True,
     )
     if numerics:
         scope["runtime"] = numerics

@@ -245,7 +245,11 @@ class Runtime(Strict):
 
     device: Literal["auto", "cpu", "gpu"] = "auto"  # gpu: fail when none is visible
     memory_growth: bool = True  # take GPU memory as needed, not all of it at start
-    mixed_precision: Literal["none", "bf16", "fp16"] = "none"
+    # Keras' backend for training and scoring; the same models, other kernels.
+    backend: Literal["tensorflow", "jax"] = "tensorflow"
+    # auto: bf16 on CPUs with bf16 matrix units (AMX), where it is faster at the same
+    # accuracy; float32 elsewhere. bf16 | fp16: on GPUs. none: float32 everywhere.
+    mixed_precision: Literal["auto", "none", "bf16", "fp16"] = "auto"
     xla: Literal["auto"] | bool = "auto"  # Keras' jit_compile; auto: XLA on GPUs only
     # TensorFlow's op determinism: the same numbers on every rerun on GPUs too (on CPUs
     # the seeded runs already repeat exactly). Keras runs no XLA under it: GPU speed.

@@ -39,8 +39,9 @@ def evaluate_run(
     info = prepared_info(inputs_dir)
     classes = info["classes"]
     trained = read_json(train_dir / "metrics.json")
-    # Where to run and GPU memory growth; a loaded model keeps the dtypes it trained with.
-    configure_runtime(settings.params.runtime)
+    if spec.family != "sklearn":  # a forest's scoring needs no Keras (nor its backend)
+        # Where to run and GPU memory growth; a loaded model keeps the dtypes it trained with.
+        configure_runtime(settings.params.runtime)
     result = score(load_model(model_dir), inputs_dir, spec.image_size, spec.normalize, len(classes))
     per_class_frame = pd.DataFrame(
         {"class": classes, "accuracy": result.per_class, "support": result.matrix.sum(axis=1)}

@@ -33,12 +33,12 @@ from convbench.training.checkpoints import Checkpoint, Progress
 from convbench.training.devices import AppliedRuntime, configure_runtime
 from convbench.training.fit import (
     TrainingDivergedError,
-    TrainResult,
     compile_model,
     ema_momentum_for,
     fit_keras,
 )
 from convbench.training.outputs import write_input_preview
+from convbench.training.results import TrainResult
 
 log = logging.getLogger(__name__)
 

@@ -11,15 +11,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import keras
-
 from convbench.data.prepare import ARRAYS, load_prepared, prepared_info
 from convbench.inputs.pipeline import scaled
 from convbench.models.variants import VARIANTS, build_variant
 from convbench.settings import RunSpec, Settings
 from convbench.stages.entry import stage_command
-from convbench.stages.keras_run import train_keras
 from convbench.tracking import training_run
+from convbench.training.devices import set_seeds
 from convbench.training.forest import fit_forest
 from convbench.training.outputs import write_input_preview
 
@@ -36,9 +34,12 @@ def train_run(
     spec = settings.run_spec(run)
     if spec.kind != "images":
         raise ValueError(f"runs: {run!r} is a transfer run: its stages train it")
-    keras.utils.set_random_seed(spec.seed)
-    if spec.family == "sklearn":
+    if spec.family == "sklearn":  # seeded through its own random_state
         return _train_forest(settings, spec, prepared_dir, model_dir, out_dir)
+    set_seeds(spec.seed)
+    # Here, not at the top: a forest run needs neither Keras nor its backend.
+    from convbench.stages.keras_run import train_keras
+
     return train_keras(settings, spec, prepared_dir, model_dir, out_dir, verbose=verbose)
 
 

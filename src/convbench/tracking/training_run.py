@@ -32,7 +32,6 @@ from convbench.tracking.datasets import log_dataset_inputs
 from convbench.tracking.health import TrackingUnavailableError, unreachable_reason
 from convbench.training.checkpoints import Progress
 from convbench.training.devices import describe_device
-from convbench.training.fit import TrainResult
 from convbench.training.outputs import (
     CURVES,
     PREVIEW,
@@ -41,6 +40,7 @@ from convbench.training.outputs import (
     time_metrics,
     trainable_params,
 )
+from convbench.training.results import TrainResult
 
 log = logging.getLogger(__name__)
 
@@ -169,19 +169,35 @@ def send_epochs(progress: Progress, *, patient: bool) -> None:
     progress.logged_epochs = progress.epochs_done
 
 
+def keras_requirements() -> list[str]:
+    """Keras and the backend the model was trained under, pinned as installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    import keras
+
+    backend = keras.backend.backend()
+    pins = [f"keras=={keras.__version__}"]
+    # The package a server installs is the backend's own name; here it may come as the
+    # CPU-only distribution of the same version.
+    for distribution in {"tensorflow": ("tensorflow", "tensorflow-cpu")}.get(backend, (backend,)):
+        try:
+            return [*pins, f"{backend}=={version(distribution)}"]
+        except PackageNotFoundError:
+            continue
+    return pins
+
+
 def log_model(model: Any, sample: np.ndarray) -> ModelInfo:
     """Log the model with a signature inferred from a few real (already scaled) inputs."""
     if is_keras(model):
-        import keras
-        import tensorflow as tf
-
         signature = infer_signature(sample, model.predict(sample, verbose=0))
         # Explicit requirements: inferring them re-imports the model in a subprocess (slow).
         return mlflow.keras.log_model(
             model,
             name="model",
             signature=signature,
-            pip_requirements=[f"keras=={keras.__version__}", f"tensorflow=={tf.__version__}"],
+            pip_requirements=keras_requirements(),
+            save_exported_model=False,  # the .keras file; an export would need TensorFlow
         )
     import sklearn
 

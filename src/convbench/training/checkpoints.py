@@ -21,12 +21,14 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import keras
 import numpy as np
 
 from convbench.core.atomic import atomic_dir, lock_held, write_json
+
+if TYPE_CHECKING:  # at import, Keras would bring its backend (TensorFlow: 5 s) along
+    import keras
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,12 @@ from __future__ import annotations
 import logging
 import os
 import platform
+import random
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+import numpy as np
 
 from convbench.core.errors import ConvbenchError
 from convbench.settings import Runtime
@@ -36,6 +40,8 @@ def cpu_name() -> str:
 
 
 def gpu_names() -> list[str]:
+    if "keras" not in sys.modules:
+        return []  # a process without Keras (a forest's) trains nothing on a GPU
     import keras
 
     backend = keras.backend.backend()
@@ -69,6 +75,7 @@ def describe_device(use_gpu: bool = True) -> dict[str, str]:
 class AppliedRuntime:
     """What ``configure_runtime`` did: logged with every run."""
 
+    backend: str  # Keras' backend: tensorflow or jax
     device: str  # GPU or CPU
     device_name: str
     gpu_count: int
@@ -81,8 +88,29 @@ class AppliedRuntime:
         return {f"runtime.{k}": v for k, v in asdict(self).items()}
 
 
-def resolve_policy(mixed_precision: str, has_gpu: bool) -> str:
-    """Keras' dtype policy: mixed precision on GPUs only (float16 on CPUs is slow)."""
+def cpu_has_bf16_units(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """Whether the CPU has bf16 matrix units (Intel AMX): where TensorFlow's oneDNN
+    kernels make mixed_bfloat16 pay. AVX512_BF16 alone (no tiles) is not counted."""
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        return False
+    return any(
+        line.startswith("flags") and "amx_bf16" in line.split(":", 1)[-1].split()
+        for line in text.splitlines()
+    )
+
+
+def resolve_policy(
+    mixed_precision: str, has_gpu: bool, backend: str = "tensorflow", bf16_units: bool = False
+) -> str:
+    """Keras' dtype policy: bf16/fp16 on GPUs when asked (float16 on CPUs is slow); under
+    ``auto``, bf16 on a CPU runner with bf16 matrix units under TensorFlow (measured
+    faster at the same accuracy there: README, "Numerics"), float32 everywhere else."""
+    if mixed_precision == "auto":
+        if not has_gpu and bf16_units and backend == "tensorflow":
+            return "mixed_bfloat16"
+        return "float32"
     policy = POLICIES[mixed_precision]
     if policy != "float32" and not has_gpu:
         log.warning("runtime.mixed_precision=%s ignored: no GPU here; float32", mixed_precision)
@@ -118,6 +146,12 @@ def configure_runtime(runtime: Runtime) -> AppliedRuntime:
     import keras
 
     backend = keras.backend.backend()
+    if backend != runtime.backend:
+        raise RuntimeConfigError(
+            f"runtime.backend is {runtime.backend} but Keras was loaded with {backend} "
+            "(KERAS_BACKEND, or Keras imported before the stage chose it): unset "
+            "KERAS_BACKEND or make the two agree"
+        )
     growth = False
     if backend == "tensorflow":
         count, growth = _tensorflow_devices(runtime)
@@ -130,10 +164,11 @@ def configure_runtime(runtime: Runtime) -> AppliedRuntime:
             "runtime.device is gpu but no GPU is visible to "
             f"{backend}: run on a GPU worker, or set runtime.device to auto or cpu"
         )
-    policy = resolve_policy(runtime.mixed_precision, count > 0)
+    policy = resolve_policy(runtime.mixed_precision, count > 0, backend, cpu_has_bf16_units())
     keras.mixed_precision.set_global_policy(policy)
     device = describe_device(use_gpu=count > 0)
     applied = AppliedRuntime(
+        backend=backend,
         device=device["device"],
         device_name=device["device_name"],
         gpu_count=count,
@@ -144,3 +179,24 @@ def configure_runtime(runtime: Runtime) -> AppliedRuntime:
     )
     log.info("runtime: %s", applied)
     return applied
+
+
+def set_seeds(seed: int) -> None:
+    """Seed Python, NumPy and Keras (and TensorFlow when it is in use), as Keras'
+    ``set_random_seed`` does, without importing TensorFlow only to seed it: under
+    another backend, convbench's tf.data pipelines pass their seeds explicitly."""
+    import keras
+
+    if keras.backend.backend() == "tensorflow" or "tensorflow" in sys.modules:
+        keras.utils.set_random_seed(seed)
+        return
+    from keras.src.backend.common import global_state
+    from keras.src.random import seed_generator
+    from keras.src.utils import rng_utils
+
+    # What set_random_seed does besides TensorFlow (Keras 3.15): the global seed, and a
+    # fresh global seed generator made from it.
+    global_state.set_global_attribute(rng_utils.GLOBAL_RANDOM_SEED, seed)
+    global_state.set_global_attribute(seed_generator.GLOBAL_SEED_GENERATOR, None)
+    random.seed(seed)
+    np.random.seed(seed)

@@ -10,16 +10,15 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from convbench.core.errors import ConvbenchError
 from convbench.settings import Training
 from convbench.training.checkpoints import Checkpoint, EarlyStoppingState, Progress
+from convbench.training.results import TrainResult
 
 OPTIMIZERS = {
     "adam": keras.optimizers.Adam,
@@ -27,15 +26,6 @@ OPTIMIZERS = {
     "rmsprop": keras.optimizers.RMSprop,
     "adadelta": keras.optimizers.Adadelta,
 }
-
-
-@dataclass
-class TrainResult:
-    training_seconds: float
-    epochs_run: int
-    epoch_seconds: list[float] = field(default_factory=list)
-    history: dict[str, list[float]] = field(default_factory=dict)
-    final: dict[str, float] = field(default_factory=dict)
 
 
 class TrainingDivergedError(ConvbenchError, RuntimeError):
@@ -155,8 +145,8 @@ def compile_model(
 
 def fit_keras(
     model: keras.Model,
-    train: tf.data.Dataset,
-    validation: tf.data.Dataset,
+    train: Any,
+    validation: Any,
     training: Training,
     epochs: int,
     on_epoch: Callable[[Progress], None] | None = None,
@@ -180,7 +170,7 @@ def fit_keras(
         # Stopped early before the kill: no more epochs, but early stopping's end (the
         # best weights back) and the weight average still apply.
         last = progress.epochs_done if progress.stopped_early else epochs
-        # shuffle=False: the tf.data pipeline already reshuffles every epoch.
+        # shuffle=False: the input pipeline already reshuffles every epoch.
         model.fit(
             train,
             validation_data=validation,

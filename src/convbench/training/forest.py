@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from convbench.inputs.pipeline import scaled
-from convbench.training.fit import TrainResult
+from convbench.training.results import TrainResult
 
 
 def fit_forest(

@@ -12,7 +12,7 @@ import pandas as pd
 from convbench.core.atomic import Staging, write_text
 from convbench.core.plots import image_grid_png, learning_curves_png
 from convbench.settings import Augmentation
-from convbench.training.fit import TrainResult
+from convbench.training.results import TrainResult
 
 PREVIEW = "input_preview.png"
 CURVES = "learning_curves.png"
