@@ -1,7 +1,11 @@
-"""Write bench/RESULTS.md from the benchmark's JSON: ratios against the Keras baseline."""
+"""Write bench/RESULTS.md from the benchmarks' JSON files: ratios against the Keras baseline.
+
+    .venv/bin/python -m bench.report      # from the JSON files as they are, nothing rerun
+"""
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 from typing import Any
@@ -76,9 +80,16 @@ def write_results(results: dict[str, Any], path: Path) -> None:
         "the features is what takes the time.",
         "",
     ]
-    noop = path.with_name("noop.json")  # bench.noop's figures, measured on their own
-    if noop.exists():
-        from bench.noop import section
-
-        lines += section(json.loads(noop.read_text()))
+    # The other benchmarks' figures, each measured on its own (see each module).
+    for name in ("quick_run", "overhead", "noop", "training"):
+        figures = path.with_name(f"{name}.json")
+        if figures.exists():
+            module = importlib.import_module(f"bench.{name}")
+            lines += module.section(json.loads(figures.read_text()))
     path.write_text("\n".join(lines))
+
+
+if __name__ == "__main__":
+    # `python -m bench.report`: RESULTS.md again from the JSON files, nothing rerun.
+    here = Path(__file__).resolve().parent
+    write_results(json.loads((here / "results.json").read_text()), here / "RESULTS.md")

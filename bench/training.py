@@ -120,6 +120,53 @@ def run_config(folder: Path, config: Config, run: str, epochs: int, attempt: int
     }
 
 
+def section(report: dict) -> list[str]:
+    """The lines bench/RESULTS.md shows for this benchmark."""
+    configs, ratios = report["configs"], report["ratios"]
+    bf16 = report["bf16_matrix_units"]
+    target = 0.8 if bf16 else 1.0
+    ours = ratios["convbench_bf16_to_plain_float32"] if bf16 else None
+    ours = ours if ours is not None else ratios["convbench_to_plain_tensorflow"]
+    lines = [
+        "## Training: convbench against a plain Keras script, per backend",
+        "",
+        "Rerun: `CONVBENCH_MIRROR=../shared/datasets .venv/bin/python -m bench.training` "
+        "(writes `bench/training.json`).",
+        "",
+        f"Machine: {report['cpu']}, bf16 matrix units: {'yes' if bf16 else 'no'}; "
+        f"{report['measured']}. `{report['run']}` on {report['images']:,} images of "
+        f"{report['data']}, {report['epochs']} epochs, {report['rounds']} rounds in "
+        "alternating order, medians. convbench is its `train` stage (a fresh process, "
+        "tf.data or the array batches, checkpoints, MLflow logging); plain is "
+        "`bench/plain_keras.py`: the same model, optimizer and batch size, `model.fit` on "
+        "NumPy arrays. Per image = steady epoch time (epochs after the first) / images.",
+        "",
+        "| configuration | ms per image | steady epoch s | first epoch s | val. accuracy |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, row in configs.items():
+        lines.append(
+            f"| {name} | {row['per_image_ms']:.3f} | {row['steady_epoch_seconds']:.1f} | "
+            f"{row['first_epoch_seconds']:.1f} | {row['val_accuracy']:.4f} |"
+        )
+    verdict = "met" if ours is not None and ours <= target else "NOT met"
+    lines += [
+        "",
+        "| ratio (per image) | value | target |",
+        "|---|---:|---|",
+        f"| convbench ÷ plain, TensorFlow | **{ratios['convbench_to_plain_tensorflow']}** | "
+        f"≤ {target} ({verdict}) |",
+        f"| convbench ÷ plain, JAX | {ratios['convbench_to_plain_jax']} | — |",
+        f"| convbench JAX ÷ convbench TensorFlow | {ratios['jax_to_tensorflow_convbench']} | — |",
+    ]
+    if bf16:
+        lines.append(
+            f"| convbench bf16 (auto) ÷ plain float32 | "
+            f"**{ratios['convbench_bf16_to_plain_float32']}** | ≤ 0.8 |"
+        )
+    return [*lines, ""]
+
+
 def main(
     variant: Annotated[str, typer.Option(help="mlp | cnn | lenet5")] = "cnn",
     images: Annotated[int, typer.Option(help="training images")] = 12000,

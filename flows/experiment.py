@@ -1,7 +1,8 @@
 """The experiment flow: the DVC stages as Prefect tasks, in DAG order.
 
 Each stage is a task with its own state, duration and logs; DVC decides what is stale,
-so a run with nothing changed finishes in seconds. Flow parameters become DVC
+so a run with nothing changed finishes in seconds. Independent stages run side by side,
+up to ``runtime.stages_at_once`` (``ops.scheduling``). Flow parameters become DVC
 parameter overrides (the ``key=value`` syntax of ``dvc exp run -S``), applied to
 params.yaml exactly as DVC applies them, so ``dvc.lock`` records what ran.
 
@@ -16,22 +17,19 @@ Runs on Prefect's ephemeral local API with no server started:
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from prefect import Task, flow, get_run_logger, task
+from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
+from prefect.futures import as_completed
 
-from convbench.ops import noop, planning, repro, runlock, unavailable
+from convbench.ops import noop, planning, runlock, scheduling
 from convbench.ops import overrides as overrides_module
-from convbench.settings import PROFILE_NAMES, load_settings, read_environment
-from convbench.stages.entry import EXIT_UNAVAILABLE
-
-DOWNLOAD_RETRIES = 2
+from convbench.settings import PROFILE_NAMES, load_settings
+from flows.stage_task import skip_if_blocked, stage_task
 
 
 @task(name="apply-overrides")
@@ -42,120 +40,33 @@ def apply_overrides(root: Path, overrides: list[str]) -> None:
         get_run_logger().info("params.yaml overrides: %s", " ".join(overrides))
 
 
+@dataclass(frozen=True)
+class Plan:
+    selected: list[str]  # in DAG order
+    stale: list[str]  # stale, or downstream of a stale one
+    dependents: dict[str, list[str]]  # per download stage: the selected stages it holds back
+    upstream: dict[str, list[str]]  # per stage: the selected stages it depends on
+    limits: scheduling.Limits
+
+
 @task(name="plan")
-def plan(
-    root: Path, datasets: list[str] | None, variants: list[str] | None
-) -> tuple[list[str], list[str], dict[str, list[str]]]:
-    """(selected stages in order, those that are stale or downstream of a stale one,
-    and for each download stage the selected stages that depend on it)."""
+def plan(root: Path, datasets: list[str] | None, variants: list[str] | None) -> Plan:
+    """The selected stages, which are stale, what holds what back, how many at once."""
     order, graph = planning.stage_order(root)
     settings = load_settings(root / "params.yaml")
     selected = planning.select_stages(settings, order, datasets, variants)
     stale = planning.stale_stages(root, selected, graph)
+    limits = scheduling.limits(settings.params.runtime)
     get_run_logger().info(
-        "%d stages selected, %d to check: %s",
+        "%d stages selected, %d to check (%d at once, %d training): %s",
         len(selected),
         len(stale),
+        limits.stages,
+        limits.trainings,
         ", ".join(stale) or "none",
     )
-    return selected, stale, planning.download_dependents(selected, graph)
-
-
-@task(name="stage", task_run_name="{stage}")
-def run_stage(
-    root: Path,
-    stage: str,
-    stale: bool,
-    env: dict[str, str] | None = None,
-    retry_unavailable: bool = False,
-) -> str:
-    """``dvc repro --single-item STAGE``, its output streamed into the task's log.
-
-    Returns "ran", "up to date", or "unavailable: <why>" when the stage's input cannot be
-    had here (the stage exited with EX_UNAVAILABLE and said why and how to provide it).
-    A download found unavailable before is not run again while nothing that decides it
-    changed (``ops.unavailable``), unless ``retry_unavailable``. ``env`` adds to the
-    stage's environment (e.g. the MLflow server, the experiment name).
-    """
-    logger = get_run_logger()
-    if not stale:
-        logger.info("%s is up to date", stage)
-        end_abandoned(root, stage, "is up to date", env)
-        return "up to date"
-    state = unavailable.download_state(root, stage, {**os.environ, **(env or {})})
-    known = (
-        None
-        if retry_unavailable or state is None
-        else unavailable.known_unavailable(root, stage, state)
-    )
-    if known is not None:
-        why = unavailable.NOT_RETRIED
-        logger.warning("%s: input not available here (%s):\n%s", stage, why, known)
-        return f"{planning.UNAVAILABLE}: {known}"
-    command = [sys.executable, "-m", "dvc", "repro", "--single-item", stage]
-    env = repro.stage_environment(root, env)
-    process = subprocess.Popen(
-        command,
-        cwd=root,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env=env,
-        text=True,
-        bufsize=1,
-    )
-    tail: list[str] = []
-    cached = False
-    assert process.stdout is not None
-    for line in process.stdout:
-        line = line.rstrip()
-        if line:
-            logger.info(line)
-            tail = [*tail[-19:], line]
-            cached = cached or repro.RESTORED in line
-    if process.wait() != 0:
-        if repro.exit_status(tail) == EXIT_UNAVAILABLE:
-            why = repro.unavailable_message(tail)
-            logger.warning(
-                "%s: input not available here, skipping what depends on it:\n%s", stage, why
-            )
-            if state is not None:
-                unavailable.remember(root, stage, state, why)
-            return f"{planning.UNAVAILABLE}: {why}"
-        raise RuntimeError(f"stage {stage} failed (exit {process.returncode}):\n" + "\n".join(tail))
-    if cached:
-        end_abandoned(root, stage, "was restored from DVC's run cache", env)
-    if state is not None:
-        unavailable.forget(root, stage)
-    return "ran"
-
-
-def end_abandoned(root: Path, stage: str, why: str, env: dict[str, str] | None) -> None:
-    """A training stage with a current result: end what its killed trainings left."""
-    key = planning.trained_run_key(stage)
-    if key is not None:
-        # Here, not at the top: it loads MLflow and Keras (5 s), which a no-op never needs.
-        from convbench.tracking.abandoned import sweep_abandoned
-
-        environment = read_environment({**os.environ, **(env or {})}, cwd=root)
-        sweep_abandoned(environment, key, f"{stage} {why}")
-
-
-def stage_task(stage: str) -> Task[..., str]:
-    """``run_stage``, retried for downloads: transfers that fail can succeed again, while an
-    input that is not there at all returns "unavailable" instead of failing (no retries)."""
-    if planning.stage_kind(stage) in planning.DOWNLOAD_STAGES:
-        return run_stage.with_options(retries=DOWNLOAD_RETRIES, retry_delay_seconds=5)
-    return run_stage
-
-
-def skip_if_blocked(
-    stage: str, dependents: dict[str, list[str]], outcome: dict[str, str]
-) -> str | None:
-    """``planning.skip_reason``, said in the flow run's log when the stage is skipped."""
-    reason = planning.skip_reason(stage, dependents, outcome)
-    if reason:
-        get_run_logger().warning("%s %s", stage, reason)
-    return reason
+    dependents = planning.download_dependents(selected, graph)
+    return Plan(selected, stale, dependents, scheduling.upstream_of(selected, graph), limits)
 
 
 @flow(name="convbench-experiment")
@@ -201,13 +112,34 @@ def run_experiments(
 ) -> dict[str, str]:
     """The experiment flow's work, in a flow run holding the checkout's lock."""
     apply_overrides(root, [f"profile={profile}", *(overrides or [])])
-    selected, stale, dependents = plan(root, datasets, variants)
+    planned = plan(root, datasets, variants)
     outcome: dict[str, str] = {}
-    for stage in selected:
-        reason = skip_if_blocked(stage, dependents, outcome)
-        outcome[stage] = reason or stage_task(stage)(
-            root, stage, stage in stale, retry_unavailable=retry_unavailable
-        )
+    pending, running = list(planned.selected), {}
+    failed: BaseException | None = None
+    while pending or running:
+        while not failed and (
+            starts := scheduling.ready(pending, planned.upstream, outcome, running, planned.limits)
+        ):
+            for stage in starts:
+                pending.remove(stage)
+                reason = skip_if_blocked(stage, planned.dependents, outcome)
+                if reason:
+                    outcome[stage] = reason
+                    continue
+                running[stage] = stage_task(stage).submit(
+                    root, stage, stage in planned.stale, retry_unavailable=retry_unavailable
+                )
+        if not running:
+            break
+        done = next(as_completed(list(running.values())))
+        stage = next(name for name, future in running.items() if future is done)
+        del running[stage]
+        try:
+            outcome[stage] = done.result()
+        except Exception as error:  # the running ones finish; nothing else starts
+            failed = failed or error
+    if failed:
+        raise failed
     publish_comparison(root, outcome)
     return outcome
 

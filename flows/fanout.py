@@ -49,10 +49,8 @@ from flows.experiment import (
     VariantOption,
     apply_overrides,
     publish_comparison,
-    run_stage,
-    skip_if_blocked,
-    stage_task,
 )
+from flows.stage_task import run_stage, skip_if_blocked, stage_task
 
 UNIT_DEPLOYMENT = "convbench-unit/gpu"
 

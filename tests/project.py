@@ -97,6 +97,16 @@ def task_states(env: dict[str, str]) -> dict[str, str]:
     )
 
 
+def task_spans(env: dict[str, str]) -> dict[str, tuple[float, float]]:
+    """Task-run names and their (start, end) times in seconds, for those that ran."""
+    return prefect_query(
+        env,
+        "runs = await client.read_task_runs(limit=200)\n"
+        "result = {r.name: (r.start_time.timestamp(), r.end_time.timestamp()) for r in runs"
+        " if r.start_time and r.end_time}",
+    )
+
+
 # Tiny projects for the fault tests: params.yaml in a folder, the real stage commands.
 
 

@@ -8,6 +8,7 @@ weights are not in the mirror: their stages must say so, and nothing else may su
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import subprocess
@@ -20,7 +21,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from tests.conftest import needs_mirror
-from tests.project import dvc, make_workspace, run, task_states
+from tests.project import dvc, make_workspace, run, task_spans, task_states
 
 pytestmark = [needs_mirror, pytest.mark.slow]
 RAN = re.compile(r"Running stage '([^']+)'")
@@ -175,6 +176,15 @@ def test_prefect_flow_runs_the_stages_as_tasks(tmp_path: Path) -> None:
     assert expected <= set(states) and "train@mnist-mlp" not in states
     assert "extract_features@cats_and_dogs-vgg16" not in states  # skipped, never started
     assert all(state == "COMPLETED" for state in states.values()), states
+    # Independent stages ran side by side (two at once on two cores); the no-op below
+    # shows DVC's lock file recorded every one of them.
+    spans = task_spans(env)
+    side_by_side = [
+        (a, b)
+        for a, b in itertools.combinations(sorted(spans), 2)
+        if "@" in a and "@" in b and spans[a][0] < spans[b][1] and spans[b][0] < spans[a][1]
+    ]
+    assert side_by_side, spans
 
     # Nothing changed: no stage, no Prefect server, and the weights known to be missing
     # (the mirror is as it was) are not looked for again; the run says so.

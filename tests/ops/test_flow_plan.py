@@ -154,7 +154,7 @@ def test_a_training_restored_from_the_run_cache_ends_what_killed_trainings_left(
     from mlflow.tracking import MlflowClient
 
     from convbench.training.checkpoints import CHECKPOINTS
-    from flows.experiment import end_abandoned
+    from flows.stage_task import end_abandoned
 
     (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
     uri = f"sqlite:///{tmp_path}/mlflow.db"

@@ -171,3 +171,30 @@ def test_array_data_trains_and_scores_under_jax_with_tensorflow_unimportable(
     images, _ = load_prepared(prepared, "test")
     ours = load_model(model).predict(scaled(images, True), verbose=0).argmax(axis=1)
     assert ours.tolist() == pd.read_csv(scored / "predictions.csv")["predicted"].tolist()
+
+
+def test_bf16_training_repeats_its_numbers_under_op_determinism() -> None:
+    # What runtime.mixed_precision: auto does on a CPU with AMX: the same run twice gives
+    # the same weights (other numbers than float32's, but repeatable).
+    import keras
+    import tensorflow as tf
+
+    from convbench.models.variants import build_variant
+    from convbench.training.devices import set_seeds
+    from tests.conftest import tiny_digits
+
+    images, labels = tiny_digits(64)
+    tf.config.experimental.enable_op_determinism()
+    weights = []
+    try:
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+        for _ in range(2):
+            set_seeds(7)
+            model = build_variant("lenet5", (28, 28, 1), 10)
+            model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+            model.fit(images[..., None] / 255.0, labels, epochs=1, batch_size=16, verbose=0)
+            weights.append([w.copy() for w in model.get_weights()])
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    for first, second in zip(*weights, strict=True):
+        assert (first == second).all()

@@ -12,10 +12,13 @@ A URL that was down is not watched: ``--retry-unavailable`` tries every one agai
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
+
+from filelock import FileLock
 
 from convbench.core.atomic import write_json
 from convbench.core.hashing import fingerprint
@@ -82,12 +85,25 @@ def known_unavailable(root: Path, stage: str, state: str) -> str | None:
     return entry["why"] if entry and entry.get("state") == state else None
 
 
+@contextlib.contextmanager
+def _updating(root: Path) -> Iterator[dict[str, dict[str, str]]]:
+    """The record to change, written back after: one writer at a time, as downloads
+    running side by side finish at once."""
+    folder = root / LOCK_FOLDER
+    folder.mkdir(parents=True, exist_ok=True)
+    with FileLock(folder / f"{RECORD}.lock"):
+        record = _read(root)
+        before = dict(record)
+        yield record
+        if record != before:
+            write_json(folder / RECORD, record)
+
+
 def remember(root: Path, stage: str, state: str, why: str) -> None:
-    record = _read(root) | {stage: {"state": state, "why": why}}
-    write_json(root / LOCK_FOLDER / RECORD, record)
+    with _updating(root) as record:
+        record[stage] = {"state": state, "why": why}
 
 
 def forget(root: Path, stage: str) -> None:
-    record = _read(root)
-    if record.pop(stage, None) is not None:
-        write_json(root / LOCK_FOLDER / RECORD, record)
+    with _updating(root) as record:
+        record.pop(stage, None)
