@@ -1,6 +1,6 @@
 """Write bench/RESULTS.md from the benchmarks' JSON files: ratios against the Keras baseline.
 
-    .venv/bin/python -m bench.report      # from the JSON files as they are, nothing rerun
+.venv/bin/python -m bench.report      # from the JSON files as they are, nothing rerun
 """
 
 from __future__ import annotations
