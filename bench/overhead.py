@@ -12,7 +12,8 @@ listed stage is timed three ways, alternating over rounds, medians quoted:
 
 DVC's own share is repro - command; the work is command - start - imports.
 
-    .venv/bin/python -m bench.overhead --project ../run-checkout     # bench/overhead.json
+    CONVBENCH_MIRROR=../shared/datasets .venv/bin/python -m bench.overhead --project ../run
+    # writes bench/overhead.json
 """
 
 from __future__ import annotations
@@ -73,8 +74,9 @@ def section(report: dict) -> list[str]:
     lines = [
         "## Where a stage's time goes",
         "",
-        "Rerun, in a checkout where `make run` has finished: `.venv/bin/python -m "
-        "bench.overhead --project PATH` (writes `bench/overhead.json`).",
+        "Rerun, in a checkout where `make run` has finished: `CONVBENCH_MIRROR=../shared/"
+        "datasets .venv/bin/python -m bench.overhead --project PATH` (writes "
+        "`bench/overhead.json`).",
         "",
         f"{report['cpus']} cores; {report['measured']}; {report['rounds']} rounds, medians. "
         "DVC: `dvc repro --force --single-item` minus the stage's command; start: "
