@@ -6,8 +6,9 @@ from pathlib import Path
 
 import networkx as nx
 
-from convbench.ops.scheduling import GIB, Limits, limits, memory_bytes, ready, upstream_of
+from convbench.ops.scheduling import Limits, limits, ready, upstream_of
 from convbench.settings import Runtime
+from convbench.training.slots import GIB, fit_slot, memory_bytes
 
 # A DAG like dvc.yaml's (edges point to dependencies).
 GRAPH = nx.DiGraph(
@@ -28,8 +29,8 @@ ORDER = list(reversed(list(nx.topological_sort(GRAPH))))
 
 def test_auto_takes_one_stage_per_core_and_memory_and_fewer_trainings() -> None:
     auto = Runtime()
-    assert limits(auto, cores=2, memory=24 * GIB) == Limits(stages=2, trainings=1)
-    assert limits(auto, cores=16, memory=128 * GIB) == Limits(stages=16, trainings=2)
+    assert limits(auto, cores=2, memory=24 * GIB) == Limits(stages=3, trainings=1)
+    assert limits(auto, cores=16, memory=128 * GIB) == Limits(stages=17, trainings=2)
     assert limits(auto, cores=16, memory=16 * GIB) == Limits(stages=4, trainings=2)
     assert limits(auto, cores=4, memory=2 * GIB) == Limits(stages=1, trainings=1)
     assert limits(Runtime(stages_at_once=1), cores=64, memory=512 * GIB) == Limits(1, 1)
@@ -68,9 +69,25 @@ def test_limits_hold_and_trainings_wait_for_each_other() -> None:
         "ran",
     )
     pending = [s for s in ORDER if s not in outcome]
-    two = Limits(stages=2, trainings=1)
-    started = ready(pending, upstream, outcome, [], two)
-    assert len(started) == 1 and started[0].startswith("train@")  # one training at a time
-    assert ready(pending, upstream, outcome, started, two) == []  # the other one waits
-    three_trainings = Limits(stages=2, trainings=3)
-    assert len(ready(pending, upstream, outcome, [], three_trainings)) == 2  # stages bound
+    one_slot = Limits(stages=4, trainings=1)
+    started = ready(pending, upstream, outcome, [], one_slot)
+    # One training fitting, one starting up to take the slot next: the third waits.
+    assert len(started) == 2 and all(s.startswith("train@") for s in started)
+    assert ready(pending, upstream, outcome, started, one_slot) == []
+    two = Limits(stages=2, trainings=3)
+    assert len(ready(pending, upstream, outcome, [], two)) == 2  # the stages' bound
+
+
+def test_fits_take_turns_in_their_slots(tmp_path: Path) -> None:
+    order: list[str] = []
+    with fit_slot(tmp_path, 1) as slot:
+        assert slot == 0
+        order.append("first in")
+        # Another process would wait here; a second slot lets a second fit in at once.
+        with fit_slot(tmp_path, 2) as other:
+            assert other == 1
+            order.append("second in")
+    # Freed with the first: the next one gets slot 0 at once.
+    with fit_slot(tmp_path, 1, poll_seconds=0.01) as slot:
+        assert slot == 0
+    assert order == ["first in", "second in"]

@@ -254,8 +254,8 @@ class Runtime(Strict):
     # TensorFlow's op determinism: the same numbers on every rerun on GPUs too (on CPUs
     # the seeded runs already repeat exactly). Keras runs no XLA under it: GPU speed.
     deterministic: bool = True
-    # Independent stages the experiment flow runs at once. auto: one per core, at most one
-    # per 4 GiB of memory; Keras trainings one per 8 cores (each uses every core).
+    # Independent stages the experiment flow runs at once. auto: one per core plus one, at
+    # most one per 4 GiB of memory; Keras fits one per 8 cores (each uses every core).
     stages_at_once: Literal["auto"] | Annotated[int, Field(ge=1)] = "auto"
 
     @model_validator(mode="after")

@@ -39,6 +39,7 @@ from convbench.training.fit import (
 )
 from convbench.training.outputs import write_input_preview
 from convbench.training.results import TrainResult
+from convbench.training.slots import fit_slot, limits
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,9 @@ def train_keras(
     ):
         compile_model(model, spec.training, ema, jit_compile=applied.xla)
         runtime = _log_runtime(applied, model)
-        result = _fit(model, train, validation, spec, checkpoint, progress, verbose)
+        runtime_limits = limits(settings.params.runtime)
+        with fit_slot(settings.env.project_root, runtime_limits.trainings):
+            result = _fit(model, train, validation, spec, checkpoint, progress, verbose)
         training_run.send_epochs(progress, patient=True)
         trained = training_run.Trained(
             spec=spec,
