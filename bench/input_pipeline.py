@@ -120,9 +120,9 @@ def tfdata_training(zip_path: Path, work: Path) -> dict[str, Any]:
 
 
 def _vgg16() -> Any:
-    from convbench.models.vgg16 import vgg16_base
+    from convbench.models.bases import build_base
 
-    return vgg16_base((*SIZE, 3), weights=None)
+    return build_base("VGG16", (*SIZE, 3), None)
 
 
 FEATURE_BATCH = 20

@@ -58,6 +58,15 @@ def section(report: dict) -> list[str]:
             f"{row['training_seconds']:.0f} | **{ratio}** | "
             f"≤ 1.3 ({'met' if ratio <= 1.3 else 'NOT met'}) |"
         )
+    rows = {str(r.get("stages_at_once", "auto")): r for r in [report, *report.get("compared", [])]}
+    if "auto" in rows and "1" in rows:  # side by side against training that shared nothing
+        whole, alone = rows["auto"]["whole_seconds"], rows["1"]["training_seconds"]
+        lines += [
+            "",
+            f"Side by side against the training compute of the one-at-a-time run (no "
+            f"sharing): {whole:.0f} / {alone:.0f} = **{whole / alone:.2f}**; the whole run "
+            f"took {whole / rows['1']['whole_seconds']:.2f}× as long as one stage at a time.",
+        ]
     return [*lines, ""]
 
 
