@@ -9,8 +9,8 @@ bf16 speed-up. Run it through ``bench/gpu_check.sh``, which brings Keras along:
 
     bash bench/gpu_check.sh [--epochs 2] [--limit N] [--mnist PATH] [--out FILE]
 
-Needs only NumPy, JAX, Keras and PyYAML: it imports neither convbench's settings
-(pydantic) nor its training code (which imports the settings), and fails if TensorFlow
+Needs only NumPy, JAX, Keras and PyYAML: it imports convbench's builders and its
+optimizers (``training.fit``), never its settings (pydantic), and fails if TensorFlow
 was imported all the same. Keras itself tries to import TensorFlow (set_random_seed
 seeds it where installed) and scikit-learn (its wrappers); where they are absent those
 attempts fail harmlessly, and the report lists them.
@@ -29,7 +29,7 @@ import time
 import traceback
 from datetime import UTC, datetime
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -120,20 +120,6 @@ def run_settings(params: dict[str, Any], variant: str) -> dict[str, Any]:
     }
 
 
-def make_optimizer(keras: ModuleType, settings: dict[str, Any]) -> Any:
-    """As convbench's training code makes it (momentum for sgd and rmsprop only)."""
-    optimizers = {
-        "adam": keras.optimizers.Adam,
-        "sgd": keras.optimizers.SGD,
-        "rmsprop": keras.optimizers.RMSprop,
-        "adadelta": keras.optimizers.Adadelta,
-    }
-    kwargs: dict[str, Any] = {"learning_rate": settings["learning_rate"]}
-    if settings["optimizer"] in ("sgd", "rmsprop"):
-        kwargs["momentum"] = settings["momentum"]
-    return optimizers[settings["optimizer"]](**kwargs)
-
-
 def fit_timed(
     keras: ModuleType, model: Any, x: np.ndarray, y: np.ndarray, batch: int, epochs: int
 ) -> list[float]:
@@ -164,13 +150,15 @@ def check(
     seed: int,
 ) -> dict[str, Any]:
     """Train one variant under one dtype policy; its timings and test accuracy."""
+    from convbench.training.fit import make_optimizer  # the project's own optimizers
+
     keras.backend.clear_session()
     # The policy applies to layers built after it is set: set it, then build.
     keras.mixed_precision.set_global_policy(policy)
     keras.utils.set_random_seed(seed)
     model = build_variant(variant, (28, 28, 1), 10)
     model.compile(
-        optimizer=make_optimizer(keras, settings),
+        optimizer=make_optimizer(SimpleNamespace(**settings)),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
         jit_compile="auto",

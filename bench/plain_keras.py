@@ -1,8 +1,9 @@
 """The baseline of bench.training: a plain Keras script, the way the decks train.
 
-The same model (convbench's builder makes only Keras layers), the same optimizer and
-batch size, the same prepared arrays: ``model.fit`` on NumPy arrays with Keras' own
-shuffling, nothing else. Writes its epoch times and validation accuracy as JSON.
+The same model (convbench's builder makes only Keras layers), the same optimizer (the
+run's, as convbench makes it) and batch size, the same prepared arrays: ``model.fit``
+on NumPy arrays with Keras' own shuffling, nothing else. Writes its epoch times and
+validation accuracy as JSON.
 
     KERAS_BACKEND=jax python -m bench.plain_keras PREPARED RUN OUT.json [--policy P]
 """
@@ -31,6 +32,7 @@ def main(
     from convbench.data.prepare import load_prepared
     from convbench.models.variants import build_variant
     from convbench.settings import load_settings
+    from convbench.training.fit import make_optimizer
 
     spec = load_settings(params).run_spec(run)
     assert spec.training is not None
@@ -40,9 +42,8 @@ def main(
     xv, yv = load_prepared(prepared, "validation")
     x, xv = x.astype("float32") / 255.0, xv.astype("float32") / 255.0
     model = build_variant(spec.variant, x.shape[1:], int(y.max()) + 1)
-    optimizer = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD}
     model.compile(
-        optimizer=optimizer[spec.training.optimizer](learning_rate=spec.training.learning_rate),
+        optimizer=make_optimizer(spec.training),  # the run's own: the same optimizer
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )

@@ -65,10 +65,10 @@ def prepared_dataset(
             from convbench.inputs.arrays import ArrayBatches
 
             return ArrayBatches(images, labels, options), len(labels)
-        return tfdata(prepared_dir).array_dataset(images, labels, options), len(labels)
+        return tf_pipelines(prepared_dir).array_dataset(images, labels, options), len(labels)
     count = info["splits"][split]["count"]
     files = shard_files(prepared_dir, split)
-    return tfdata(prepared_dir).shard_dataset(files, count, size, options), count
+    return tf_pipelines(prepared_dir).shard_dataset(files, count, size, options), count
 
 
 def _backend_is_tensorflow() -> bool:
@@ -77,7 +77,7 @@ def _backend_is_tensorflow() -> bool:
     return keras.backend.backend() == "tensorflow"
 
 
-def tfdata(prepared_dir: Path) -> ModuleType:
+def tf_pipelines(prepared_dir: Path) -> ModuleType:
     """The tf.data pipelines, or an error saying why this data needs TensorFlow."""
     try:
         from convbench.inputs import tfdata

@@ -13,7 +13,7 @@ from convbench.models.variants import VARIANTS
 from convbench.settings import Settings, SettingsError, transfer_run_keys
 from convbench.stages.entry import stage_command
 from convbench.training.devices import configure_runtime
-from convbench.training.slots import fit_slot, limits
+from convbench.training.slots import stage_fit_slot
 from convbench.training.transfer import extract_features, pretrained_base
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ def extract(
     base = base if base is not None else load_base(settings, transfer, weights_dir)
     extractor = feature_extractor(base, preprocess_mode(settings, transfer))
     log.info("%s: extracting features with %s", transfer, base.name)
-    with fit_slot(settings.env.project_root, limits(settings.params.runtime).trainings):
+    with stage_fit_slot(settings.env.project_root, settings.params.runtime):
         splits, extraction = extract_features(
             extractor,
             prepared_dir,

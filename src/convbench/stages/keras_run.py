@@ -39,7 +39,7 @@ from convbench.training.fit import (
 )
 from convbench.training.outputs import write_input_preview
 from convbench.training.results import TrainResult
-from convbench.training.slots import fit_slot, limits
+from convbench.training.slots import stage_fit_slot
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +91,7 @@ def train_keras(
     ):
         compile_model(model, spec.training, ema, jit_compile=applied.xla)
         runtime = _log_runtime(applied, model)
-        runtime_limits = limits(settings.params.runtime)
-        with fit_slot(settings.env.project_root, runtime_limits.trainings):
+        with stage_fit_slot(settings.env.project_root, settings.params.runtime):
             result = _fit(model, train, validation, spec, checkpoint, progress, verbose)
         training_run.send_epochs(progress, patient=True)
         trained = training_run.Trained(

@@ -10,15 +10,17 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
 
 from convbench.core.errors import ConvbenchError
-from convbench.settings import Training
 from convbench.training.checkpoints import Checkpoint, EarlyStoppingState, Progress
 from convbench.training.results import TrainResult
+
+if TYPE_CHECKING:  # annotations only: the GPU check builds optimizers without pydantic
+    from convbench.settings import Training
 
 OPTIMIZERS = {
     "adam": keras.optimizers.Adam,

@@ -83,3 +83,8 @@ def fit_slot(project_root: Path, slots: int, poll_seconds: float = 0.5) -> Itera
             waiting_since = time.monotonic()
             log.info("waiting for a fit slot: %d training(s) already fitting here", slots)
         time.sleep(poll_seconds)
+
+
+def stage_fit_slot(project_root: Path, runtime: Runtime) -> contextlib.AbstractContextManager[int]:
+    """The fit slot a training stage under ``runtime`` takes: one of ``limits``' fits."""
+    return fit_slot(project_root, limits(runtime).trainings)
