@@ -12,11 +12,15 @@ RETRY ?=
 # The local servers of `make ui` (127.0.0.1 only) and the pool a `make worker` joins.
 MLFLOW_PORT ?= 5000
 PREFECT_PORT ?= 4200
+# The servers' store: sqlite (files in the project) or postgres (a PostgreSQL 16 cluster in
+# .services/postgres/, on 127.0.0.1:PG_PORT, as docker/compose.yaml runs them).
+DB ?= sqlite
+PG_PORT ?= 5433
 POOL ?= convbench-gpu
 GPU_WORKERS ?= 0
 NAME ?= $(shell hostname)
 SERVICES = $(VENV)/bin/convbench services
-PORTS = --mlflow-port $(MLFLOW_PORT) --prefect-port $(PREFECT_PORT)
+PORTS = --mlflow-port $(MLFLOW_PORT) --prefect-port $(PREFECT_PORT) --db $(DB) --postgres-port $(PG_PORT)
 PYTHON ?= python3.11
 UV_VERSION := 0.13.9
 TOOLS := .tools
@@ -73,18 +77,19 @@ lint: env ## ruff, and hadolint on the Dockerfiles
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/hadolint docker/Dockerfile.cpu docker/Dockerfile.gpu docker/Dockerfile.mlflow
 
-ui: env ## start the MLflow server, the Prefect server and a worker (127.0.0.1); print the URLs
+ui: env ## start the MLflow and Prefect servers and a worker (127.0.0.1; DB=postgres: on PostgreSQL)
 	$(SERVICES) $(PORTS) up --gpu-workers $(GPU_WORKERS)
 
-ui-stop: ## stop what `make ui` started
+ui-stop: ## stop what `make ui` started (PostgreSQL's data stay for the next `make ui`)
 	$(SERVICES) $(PORTS) down
 
-deploy: env ## create the work pools and deploy flows/prefect.yaml to the `make ui` server
+deploy: env ## create the work pools and automations, deploy flows/prefect.yaml to the `make ui` server
 	$(SERVICES) $(PORTS) deploy
 
 worker: env ## join a work pool from this machine: make worker POOL=convbench-gpu PREFECT_API_URL=…
 	@test -n "$$PREFECT_API_URL" || { echo "set PREFECT_API_URL (and MLFLOW_TRACKING_URI)"; exit 2; }
-	CONVBENCH_RUNNER=$(NAME) $(VENV)/bin/prefect worker start --pool $(POOL) --type process \
+	CONVBENCH_RUNNER=$(NAME) PREFECT_FLOWS_HEARTBEAT_FREQUENCY=30 CONVBENCH_TRACKING_PATIENCE=120 \
+		$(VENV)/bin/prefect worker start --pool $(POOL) --type process \
 		--name $(NAME) --limit 1
 
 repro: env ## plain `dvc repro` of params.yaml, no Prefect; the run lock as make run (WAIT=1)

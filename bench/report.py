@@ -81,7 +81,7 @@ def write_results(results: dict[str, Any], path: Path) -> None:
         "",
     ]
     # The other benchmarks' figures, each measured on its own (see each module).
-    for name in ("quick_run", "overhead", "noop", "training"):
+    for name in ("quick_run", "overhead", "noop", "training", "tracking_load"):
         figures = path.with_name(f"{name}.json")
         if figures.exists():
             module = importlib.import_module(f"bench.{name}")

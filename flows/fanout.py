@@ -33,8 +33,6 @@ from typing import Annotated, Any
 import networkx as nx
 import typer
 from prefect import flow, get_run_logger, task
-from prefect.client.schemas.objects import FlowRun
-from prefect.deployments import run_deployment
 from prefect.runtime import flow_run as current_run
 
 from convbench.core.redact import redact
@@ -51,6 +49,7 @@ from flows.experiment import (
     publish_comparison,
 )
 from flows.stage_task import run_stage, skip_if_blocked, stage_task
+from flows.units import dispatch
 
 UNIT_DEPLOYMENT = "convbench-unit/gpu"
 
@@ -125,19 +124,6 @@ def train_unit(
         shutil.rmtree(folder, ignore_errors=True)
     get_run_logger().info("%s done on %s: %s", unit, env.runner, outcome)
     return {"unit": unit, "runner": env.runner, "experiment": experiment, "ref": experiment_ref}
-
-
-@task(name="dispatch", task_run_name="dispatch-{unit}")
-def dispatch(deployment: str, unit: str, parameters: dict[str, Any]) -> str:
-    """One unit as a flow run of ``deployment``, for whichever worker takes it; its state."""
-    flow_run: FlowRun = run_deployment(
-        name=deployment, parameters=parameters, timeout=None, flow_run_name=unit
-    )
-    state = flow_run.state
-    name = state.type.value if state else "UNKNOWN"
-    message = f": {state.message}" if state and state.message else ""
-    get_run_logger().info("%s: flow run %s ended %s%s", unit, flow_run.name, name, message)
-    return name if name == "COMPLETED" else f"failed: {name}{message}"
 
 
 @task(name="gather")

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -140,3 +141,49 @@ def stage(root: Path, run: str, env: dict[str, str]) -> subprocess.Popen:
         stderr=subprocess.STDOUT,
         text=True,
     )
+
+
+# The team tests: a project copy, its bare origin, and a stack of servers on free ports.
+
+
+@dataclass(frozen=True)
+class TeamSetup:
+    stack: Any  # convbench.ops.services.Stack
+    workspace: Path
+    origin: Path  # the bare repository runners clone and push to
+    remote: Path  # the local-folder DVC remote they share
+    env: dict[str, str]  # a shell of the user's (not yet pointed at the servers)
+    worker_env: dict[str, str]  # what the workers inherit
+
+
+def team_setup(tmp: Path, **stack_options: Any) -> TeamSetup:
+    from convbench.ops import services
+
+    workspace, env = make_workspace(tmp)
+    origin = tmp / "origin.git"
+    subprocess.run(["git", "clone", "-q", "--bare", str(workspace), str(origin)], check=True)
+    stack = services.Stack(
+        root=workspace,
+        mlflow_port=services.free_port(),
+        prefect_port=services.free_port(),
+        state_dir=tmp / "services",
+        prefect_home=tmp / "prefect",
+        **stack_options,
+    )
+    # What the workers inherit (their flow runs and stages do in turn): among it where
+    # the fan-out clones from and shares data through, never passed as flow parameters.
+    worker_env = {k: v for k, v in env.items() if k.startswith(("CONVBENCH_", "GIT_", "TF_"))}
+    worker_env |= {
+        "PREFECT_WORKER_QUERY_SECONDS": "2",
+        "PREFECT_WORKER_PREFETCH_SECONDS": "2",
+        "CONVBENCH_WORKSPACES": str(tmp / "checkouts"),
+        "CONVBENCH_REPOSITORY": str(origin),
+        "CONVBENCH_DVC_REMOTE": str(tmp / "dvc-remote"),
+    }
+    return TeamSetup(stack, workspace, origin, tmp / "dvc-remote", env, worker_env)
+
+
+def git_text(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=repo, capture_output=True, text=True, check=True
+    ).stdout

@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 import warnings
 from collections.abc import Iterator
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -102,7 +104,7 @@ def libraries_quiet(verbose: bool) -> Iterator[None]:
     for logger in loggers:
         logger.setLevel(logging.ERROR)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), native_stderr_silenced():
             warnings.simplefilter("ignore")
             yield
     finally:
@@ -113,6 +115,36 @@ def libraries_quiet(verbose: bool) -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+@contextlib.contextmanager
+def native_stderr_silenced() -> Iterator[None]:
+    """What C++ libraries write to file descriptor 2 goes to /dev/null, while Python's
+    ``sys.stderr`` still reaches the terminal: TensorFlow logs its oneDNN notice through
+    absl before absl is set up, where TF_CPP_MIN_LOG_LEVEL does not reach (CPUs with
+    AVX-512). Nothing changes where stderr is not descriptor 2 (a test's capture)."""
+    try:
+        if sys.stderr.fileno() != 2:
+            raise OSError
+    except (AttributeError, OSError, ValueError):
+        yield
+        return
+    sys.stderr.flush()
+    terminal = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    python_stderr = sys.stderr
+    sys.stderr = os.fdopen(
+        os.dup(terminal), "w", buffering=1, encoding=python_stderr.encoding, errors="replace"
+    )
+    try:
+        yield
+    finally:
+        sys.stderr.close()
+        sys.stderr = python_stderr
+        os.dup2(terminal, 2)
+        os.close(terminal)
 
 
 @app.command()
@@ -163,6 +195,11 @@ services_app = typer.Typer(
 app.add_typer(services_app, name="services")
 
 
+class Store(StrEnum):
+    sqlite = "sqlite"
+    postgres = "postgres"
+
+
 @services_app.callback()
 def services_stack(
     ctx: typer.Context,
@@ -171,11 +208,17 @@ def services_stack(
     ] = "127.0.0.1",
     mlflow_port: Annotated[int, typer.Option(help="MLflow server port")] = 5000,
     prefect_port: Annotated[int, typer.Option(help="Prefect server port")] = 4200,
+    db: Annotated[
+        Store,
+        typer.Option(help="the servers' store: SQLite files, or PostgreSQL under .services/"),
+    ] = Store.sqlite,
+    postgres_port: Annotated[int, typer.Option(help="PostgreSQL port (db=postgres)")] = 5433,
 ) -> None:
     """Where the servers listen, for every `services` command."""
     from convbench.settings import find_project_root
 
-    ctx.obj = Stack(find_project_root(Path.cwd()), host, mlflow_port, prefect_port)
+    root = find_project_root(Path.cwd())
+    ctx.obj = Stack(root, host, mlflow_port, prefect_port, db=db.value, postgres_port=postgres_port)
 
 
 @services_app.command("up")
@@ -238,7 +281,7 @@ def services_env(ctx: typer.Context) -> None:
 
 @services_app.command("deploy")
 def services_deploy(ctx: typer.Context) -> None:
-    """Create the work pools and deploy flows/prefect.yaml to the Prefect server."""
+    """Create the work pools and automations; deploy flows/prefect.yaml to the Prefect server."""
     from convbench.ops import services
 
     try:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import gzip
 import io
 import json
-import subprocess
 import sys
 import urllib.request
 from collections.abc import Iterator
@@ -27,7 +26,7 @@ from PIL import Image
 
 from convbench.ops import services
 from tests.conftest import SHARED_DATASETS, needs_mirror
-from tests.project import make_workspace, prefect_query, run, task_states
+from tests.project import git_text, prefect_query, run, task_states, team_setup
 
 pytestmark = [needs_mirror, pytest.mark.slow]
 
@@ -46,28 +45,10 @@ class Team:
 @pytest.fixture(scope="module")
 def team(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Team]:
     tmp = tmp_path_factory.mktemp("team")
-    workspace, env = make_workspace(tmp)
-    origin = tmp / "origin.git"
-    subprocess.run(["git", "clone", "-q", "--bare", str(workspace), str(origin)], check=True)
-    stack = services.Stack(
-        root=workspace,
-        mlflow_port=services.free_port(),
-        prefect_port=services.free_port(),
-        state_dir=tmp / "services",
-        prefect_home=tmp / "prefect",
-    )
-    # What the workers inherit (their flow runs and stages do in turn): among it where
-    # the fan-out clones from and shares data through, never passed as flow parameters.
-    worker_env = {k: v for k, v in env.items() if k.startswith(("CONVBENCH_", "GIT_", "TF_"))}
-    worker_env |= {
-        "PREFECT_WORKER_QUERY_SECONDS": "2",
-        "PREFECT_WORKER_PREFETCH_SECONDS": "2",
-        "CONVBENCH_WORKSPACES": str(tmp / "checkouts"),
-        "CONVBENCH_REPOSITORY": str(origin),
-        "CONVBENCH_DVC_REMOTE": str(tmp / "dvc-remote"),
-    }
+    setup = team_setup(tmp)
+    stack, workspace, origin, env = setup.stack, setup.workspace, setup.origin, setup.env
     with pytest.MonkeyPatch.context() as patch:
-        for key, value in worker_env.items():
+        for key, value in setup.worker_env.items():
             patch.setenv(key, value)
         workers = [
             ("local-1", services.LOCAL_POOL, None),
@@ -76,7 +57,7 @@ def team(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Team]:
         ]
         try:
             services.up(stack, workers)
-            yield Team(stack, workspace, origin, tmp / "dvc-remote", {**env, **stack.client_env()})
+            yield Team(stack, workspace, origin, setup.remote, {**env, **stack.client_env()})
         finally:
             services.stop(stack.state)
 
@@ -141,7 +122,9 @@ def test_servers_deploy_run_watch_compare_predict(team: Team) -> None:
         overrides=[GATE],
     )
     assert "Completed" in output, output[-3000:]
-    branch = _git(team.origin, "for-each-ref", "--format=%(refname:short)", "refs/heads/convbench/")
+    branch = git_text(
+        team.origin, "for-each-ref", "--format=%(refname:short)", "refs/heads/convbench/"
+    )
     branch = branch.split()
     assert len(branch) == 1, branch
     csv = _git_file_text(team.origin, branch[0], "reports/compare/comparison.csv")
@@ -167,7 +150,7 @@ def test_servers_deploy_run_watch_compare_predict(team: Team) -> None:
     for tracked in fanned:  # each MLflow run names its DVC experiment and commit
         assert tracked.data.tags["dvc_exp_name"].endswith(tracked.data.tags["convbench.run"])
         assert tracked.data.tags["git_commit"] != "unknown"
-    exps = _git(team.origin, "for-each-ref", "--format=%(refname)", "refs/exps/").split()
+    exps = git_text(team.origin, "for-each-ref", "--format=%(refname)", "refs/exps/").split()
     assert len(exps) == len(units)
     assert any((team.remote / "files").rglob("*")), "nothing pushed to the DVC remote"
 
@@ -202,14 +185,8 @@ def flow_run_parameters(env: dict[str, str]) -> list[tuple[str, dict[str, object
     return [(flow, parameters) for flow, parameters in given]
 
 
-def _git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=repo, capture_output=True, text=True, check=True
-    ).stdout
-
-
 def _git_file_text(repo: Path, rev: str, path: str) -> str:
-    return _git(repo, "show", f"{rev}:{path}")
+    return git_text(repo, "show", f"{rev}:{path}")
 
 
 def _configured_runs(workspace: Path) -> list[str]:

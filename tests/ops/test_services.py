@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from convbench.ops import processes, services
+from convbench.ops import processes, servers, services
 
 
 def http_server(port: int) -> processes.Service:
@@ -95,7 +95,7 @@ def test_every_server_and_worker_listens_where_told_and_127_0_0_1_by_default(
     from convbench.cli import app
 
     # Probing a free port would bind the given address; the worker gets this one instead.
-    monkeypatch.setattr(services, "free_port", lambda host="127.0.0.1": 8765)
+    monkeypatch.setattr(servers, "free_port", lambda host="127.0.0.1": 8765)
     host = "10.1.2.3"
     stack = services.Stack(root=tmp_path, host=host, mlflow_port=5055, prefect_port=4255)
     for service in (services.mlflow_server(stack), services.prefect_server(stack)):

@@ -31,6 +31,8 @@ class Service:
     env: dict[str, str] = field(default_factory=dict)
     url: str | None = None  # what a person opens
     health: str | None = None  # answers 2xx once the service is ready
+    ready: list[str] | None = None  # or: exits 0 once it is (a server that speaks no HTTP)
+    stop_signal: str = "SIGTERM"
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,7 @@ class Running:
     pid: int
     url: str | None
     log: str
+    stop_signal: str = "SIGTERM"
 
 
 def _healthy(url: str) -> bool:
@@ -47,6 +50,10 @@ def _healthy(url: str) -> bool:
             return 200 <= response.status < 300
     except (urllib.error.URLError, OSError):
         return False
+
+
+def _ready(command: list[str]) -> bool:
+    return subprocess.run(command, capture_output=True, check=False, timeout=30).returncode == 0
 
 
 def _tail(path: Path, lines: int = 30) -> str:
@@ -68,10 +75,10 @@ def start(service: Service, state_dir: Path, timeout: float = 180) -> Running:
             env={**os.environ, **service.env},
             start_new_session=True,  # survives the caller; stopped as a group
         )
-    running = Running(service.name, process.pid, service.url, str(log))
+    running = Running(service.name, process.pid, service.url, str(log), service.stop_signal)
     _record(state_dir, running)
     deadline = time.monotonic() + timeout
-    while service.health and not _healthy(service.health):
+    while not _up(service):
         if process.poll() is not None:
             raise ServiceError(
                 f"{service.name} exited with {process.returncode} while starting; "
@@ -79,11 +86,18 @@ def start(service: Service, state_dir: Path, timeout: float = 180) -> Running:
             )
         if time.monotonic() > deadline:
             raise ServiceError(
-                f"{service.name} not healthy after {timeout:.0f} s ({service.health}); "
+                f"{service.name} not healthy after {timeout:.0f} s "
+                f"({service.health or ' '.join(service.ready or [])}); "
                 f"{log}:\n{_tail(log)}"
             )
         time.sleep(0.5)
     return running
+
+
+def _up(service: Service) -> bool:
+    if service.health and not _healthy(service.health):
+        return False
+    return not service.ready or _ready(service.ready)
 
 
 def _record(state_dir: Path, running: Running) -> None:
@@ -111,25 +125,36 @@ def alive(pid: int) -> bool:
     return True
 
 
-def stop(state_dir: Path, grace: float = 20) -> list[str]:
-    """Stop every recorded service (workers first), each with its process group."""
+def stop(state_dir: Path, grace: float = 20, only: str | None = None) -> list[str]:
+    """Stop every recorded service (or the one named ``only``), each with its process
+    group: the workers first, then the servers, then the database they use."""
     stopped = []
-    for running in sorted(read_state(state_dir), key=lambda r: not r.name.startswith("worker")):
-        if not alive(running.pid):
+    for running in sorted(read_state(state_dir), key=_stop_order):
+        if only is not None and running.name != only:
             continue
-        try:
-            os.killpg(running.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            continue
-        deadline = time.monotonic() + grace
-        while alive(running.pid) and time.monotonic() < deadline:
-            time.sleep(0.2)
-            _reap(running.pid)
-        if alive(running.pid):
-            os.killpg(running.pid, signal.SIGKILL)
-        stopped.append(running.name)
-    (state_dir / STATE_FILE).unlink(missing_ok=True)
+        if alive(running.pid) and _terminate(running, grace):
+            stopped.append(running.name)
+    if only is None:
+        (state_dir / STATE_FILE).unlink(missing_ok=True)
     return stopped
+
+
+def _terminate(running: Running, grace: float) -> bool:
+    try:
+        os.killpg(running.pid, signal.Signals[running.stop_signal])
+    except ProcessLookupError:
+        return False
+    deadline = time.monotonic() + grace
+    while alive(running.pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+        _reap(running.pid)
+    if alive(running.pid):
+        os.killpg(running.pid, signal.SIGKILL)
+    return True
+
+
+def _stop_order(running: Running) -> int:
+    return 0 if running.name.startswith("worker") else 2 if running.name == "postgres" else 1
 
 
 def _reap(pid: int) -> None:

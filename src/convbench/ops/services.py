@@ -3,20 +3,23 @@
 ``make ui`` (``convbench services up``) starts them in the background, each with its
 log under ``.services/``, waits until each answers its health check and prints the
 URLs; ``make ui-stop`` (``convbench services down``) stops them. ``make deploy``
-creates the work pools and deploys ``flows/prefect.yaml`` to that server. The
+creates the work pools and the automations of ``flows/automations.yaml`` and deploys
+``flows/prefect.yaml`` to that server. The
 integration tests start the same stack on free ports through these functions.
 
 Everything binds to 127.0.0.1 unless ``--host`` says otherwise: the servers have no
 authentication of their own.
+
+The store is SQLite (``mlflow.db``, Prefect's own database) unless ``db="postgres"``
+(``make ui DB=postgres``): then a PostgreSQL cluster under the state folder holds both
+servers' data, and the servers run with docker/compose.yaml's settings (MLflow serves
+the artifacts), the team setup on one host.
 """
 
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 from convbench.ops.processes import (
@@ -28,11 +31,21 @@ from convbench.ops.processes import (
     start,
     stop,
 )
-from convbench.ops.workspace import default_repository
-from convbench.settings import read_environment
+from convbench.ops.servers import (
+    GPU_POOL,
+    HEARTBEAT_SECONDS,
+    LOCAL_POOL,
+    console_script,
+    mlflow_server,
+    prefect_server,
+    runner_env,
+    worker,
+)
+from convbench.ops.stack import Stack, free_port
 
 __all__ = [
     "GPU_POOL",
+    "HEARTBEAT_SECONDS",
     "LOCAL_POOL",
     "POOLS",
     "Running",
@@ -40,12 +53,14 @@ __all__ = [
     "ServiceError",
     "Stack",
     "alive",
+    "create_automations",
     "deploy",
     "free_port",
     "mlflow_server",
     "prefect_cli",
     "prefect_server",
     "read_state",
+    "restart",
     "runner_env",
     "start",
     "stop",
@@ -53,151 +68,15 @@ __all__ = [
     "worker",
 ]
 
-LOCAL_POOL = "convbench-local"
-GPU_POOL = "convbench-gpu"
 POOLS = (LOCAL_POOL, GPU_POOL)
 DEPLOYMENTS_FILE = Path("flows") / "prefect.yaml"
-
-
-@dataclass(frozen=True)
-class Stack:
-    """Where the local stack listens and keeps its state."""
-
-    root: Path
-    host: str = "127.0.0.1"
-    mlflow_port: int = 5000
-    prefect_port: int = 4200
-    state_dir: Path | None = None
-    prefect_home: Path | None = None
-
-    @property
-    def state(self) -> Path:
-        return self.state_dir or self.root / ".services"
-
-    @property
-    def home(self) -> Path:
-        return self.prefect_home or self.root / ".prefect"
-
-    @property
-    def mlflow_url(self) -> str:
-        return f"http://{self.host}:{self.mlflow_port}"
-
-    @property
-    def prefect_url(self) -> str:
-        return f"http://{self.host}:{self.prefect_port}"
-
-    @property
-    def api_url(self) -> str:
-        return f"{self.prefect_url}/api"
-
-    def client_env(self) -> dict[str, str]:
-        """What a client (a worker, the prefect CLI, a flow) needs to use the stack."""
-        return {
-            "PREFECT_API_URL": self.api_url,
-            "PREFECT_HOME": str(self.home),
-            "MLFLOW_TRACKING_URI": self.mlflow_url,
-            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        }
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
-
-
-def _tool(name: str) -> str:
-    """A console script of this environment (mlflow, prefect)."""
-    return str(Path(sys.executable).parent / name)
-
-
-def mlflow_server(stack: Stack) -> Service:
-    """MLflow's tracking server over the project's own store (mlflow.db, mlartifacts/).
-
-    Artifacts stay plain files in mlartifacts/ (file:// locations, not proxied
-    mlflow-artifacts:/ ones), so `make run` without the server still logs to and reads
-    every experiment the server created. The compose stack, for several machines, serves
-    artifacts over HTTP instead.
-    """
-    return Service(
-        "mlflow",
-        [
-            _tool("mlflow"),
-            "server",
-            "--backend-store-uri",
-            f"sqlite:///{(stack.root / 'mlflow.db').as_posix()}",
-            "--default-artifact-root",
-            (stack.root / "mlartifacts").as_uri(),
-            "--no-serve-artifacts",
-            "--host",
-            stack.host,
-            "--port",
-            str(stack.mlflow_port),
-            "--workers",
-            "1",
-        ],
-        url=stack.mlflow_url,
-        health=f"{stack.mlflow_url}/health",
-    )
-
-
-def prefect_server(stack: Stack) -> Service:
-    return Service(
-        "prefect",
-        [
-            _tool("prefect"),
-            "server",
-            "start",
-            "--host",
-            stack.host,
-            "--port",
-            str(stack.prefect_port),
-        ],
-        env={"PREFECT_HOME": str(stack.home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"},
-        url=stack.prefect_url,
-        health=f"{stack.api_url}/health",
-    )
-
-
-def runner_env(stack: Stack) -> dict[str, str]:
-    """Where the fan-out's flow runs clone from, push to and share data through.
-
-    The shell's ``CONVBENCH_REPOSITORY`` and ``CONVBENCH_DVC_REMOTE`` where set, else this
-    checkout's origin (or the checkout itself) and the repository's default remote. The
-    flows read them from their worker's environment: flow parameters would show them,
-    credentials and all, in the Prefect UI.
-    """
-    env = read_environment(cwd=stack.root)
-    shared = {"CONVBENCH_REPOSITORY": env.repository or default_repository(stack.root)}
-    if env.dvc_remote:
-        shared["CONVBENCH_DVC_REMOTE"] = env.dvc_remote
-    return shared
-
-
-def worker(stack: Stack, name: str, pool: str = LOCAL_POOL, limit: int | None = None) -> Service:
-    """A process worker: its flow runs inherit its environment (MLflow server, repository,
-    DVC remote, runner name)."""
-    port = free_port(stack.host)
-    command = [_tool("prefect"), "worker", "start", "--pool", pool, "--type", "process"]
-    command += ["--name", name, "--with-healthcheck"]
-    if limit:
-        command += ["--limit", str(limit)]
-    return Service(
-        f"worker-{name}",
-        command,
-        env={
-            **stack.client_env(),
-            **runner_env(stack),
-            "CONVBENCH_RUNNER": name,
-            "PREFECT_WORKER_WEBSERVER_HOST": stack.host,
-            "PREFECT_WORKER_WEBSERVER_PORT": str(port),
-        },
-        health=f"http://{stack.host}:{port}/health",
-    )
+AUTOMATIONS_FILE = Path("flows") / "automations.yaml"
 
 
 def up(stack: Stack, workers: list[tuple[str, str, int | None]] | None = None) -> list[Running]:
-    """MLflow server, Prefect server, then the workers ``(name, pool, limit)``."""
+    """PostgreSQL (on ``db="postgres"``: created at the first start, its databases where
+    missing), the MLflow server, the Prefect server, then the workers ``(name, pool,
+    limit)``; all stopped again if one does not start."""
     workers = workers if workers is not None else [("local-1", LOCAL_POOL, None)]
     running = [r for r in read_state(stack.state) if alive(r.pid)]
     if running:
@@ -205,6 +84,11 @@ def up(stack: Stack, workers: list[tuple[str, str, int | None]] | None = None) -
         raise ServiceError(f"already running ({names}): stop them first (make ui-stop)")
     started = []
     try:
+        cluster = stack.postgres
+        if cluster is not None:
+            cluster.initialise()
+            started.append(start(cluster.service(), stack.state))
+            cluster.ensure_databases()
         started.append(start(mlflow_server(stack), stack.state))
         started.append(start(prefect_server(stack), stack.state))
         for name, pool, limit in workers:
@@ -215,10 +99,25 @@ def up(stack: Stack, workers: list[tuple[str, str, int | None]] | None = None) -
     return started
 
 
+def restart(stack: Stack, name: str) -> Running:
+    """Stop server ``name`` (postgres, mlflow or prefect) and start it again, on the same
+    port and store: what a crash and a supervisor's restart do to the clients."""
+    builders = {"mlflow": mlflow_server, "prefect": prefect_server}
+    cluster = stack.postgres
+    if name == "postgres" and cluster is not None:
+        service = cluster.service()
+    elif name in builders:
+        service = builders[name](stack)
+    else:
+        raise ServiceError(f"restart: no server named {name!r} (postgres, mlflow, prefect)")
+    stop(stack.state, only=name)
+    return start(service, stack.state)
+
+
 def prefect_cli(stack: Stack, *args: str, cwd: Path | None = None) -> str:
     """The prefect CLI against the stack's server."""
     result = subprocess.run(
-        [_tool("prefect"), "--no-prompt", *args],
+        [console_script("prefect"), "--no-prompt", *args],
         cwd=cwd or stack.root,
         env={**os.environ, **stack.client_env()},
         capture_output=True,
@@ -234,10 +133,29 @@ def prefect_cli(stack: Stack, *args: str, cwd: Path | None = None) -> str:
 
 
 def deploy(stack: Stack) -> str:
-    """Create the work pools (process type) where missing; deploy flows/prefect.yaml."""
+    """Create the work pools (process type) and the automations where missing; deploy
+    flows/prefect.yaml."""
     for pool in POOLS:
         try:
             prefect_cli(stack, "work-pool", "inspect", pool)
         except ServiceError:  # not there yet; one that is keeps what was set on it
             prefect_cli(stack, "work-pool", "create", pool, "--type", "process")
+    create_automations(stack)
     return prefect_cli(stack, "deploy", "--all", "--prefect-file", str(DEPLOYMENTS_FILE))
+
+
+def create_automations(stack: Stack) -> list[str]:
+    """The automations of AUTOMATIONS_FILE the server lacks (by name); those created."""
+    import json
+
+    import yaml
+
+    missing = []
+    for automation in yaml.safe_load((stack.root / AUTOMATIONS_FILE).read_text())["automations"]:
+        try:
+            prefect_cli(stack, "automation", "inspect", automation["name"])
+        except ServiceError:  # not found; one that is keeps what was changed in the UI
+            missing.append(automation)
+    if missing:
+        prefect_cli(stack, "automation", "create", "--from-json", json.dumps(missing))
+    return [automation["name"] for automation in missing]

@@ -42,6 +42,14 @@ class Environment(Strict):
     # A tracking server that does not answer: fail the stage (none), or record into the
     # project's own store with a warning (local). CONVBENCH_TRACKING_FALLBACK.
     tracking_fallback: Literal["none", "local"] = "none"
+    # Seconds a stage waits for a tracking server that does not answer (a restart) before
+    # it fails: before its work, and for a finished training's epochs.
+    # CONVBENCH_TRACKING_PATIENCE; 0 (fail at once) unless set, as the team's workers
+    # (make ui, make worker, compose) set it.
+    tracking_patience: float = 0.0
+    # The Prefect flow run this process belongs to (PREFECT__FLOW_RUN_ID, set by the
+    # worker that started it): a unit whose worker died has its MLflow runs found by it.
+    flow_run_id: str | None = None
 
 
 def keras_backend_variable(environ: Mapping[str, str] | None = None) -> str | None:
@@ -90,6 +98,8 @@ def read_environment(environ: dict[str, str] | None = None, cwd: Path | None = N
         else None,
         tracking_fallback=_tracking_fallback(environ),
         selected_downloads=_selected_downloads(environ),
+        flow_run_id=environ.get("PREFECT__FLOW_RUN_ID") or None,
+        tracking_patience=_seconds(environ, "CONVBENCH_TRACKING_PATIENCE", 0.0),
     )
 
 
@@ -99,6 +109,19 @@ def _selected_downloads(environ: dict[str, str]) -> frozenset[str] | None:
     if value is None:
         return None
     return frozenset(name.strip() for name in value.split(",") if name.strip())
+
+
+def _seconds(environ: dict[str, str], name: str, default: float) -> float:
+    value = environ.get(name)
+    if not value:
+        return default
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if seconds < 0:
+        raise SettingsError(f"{name}: got {value!r}; expected a number of seconds, 0 or more")
+    return seconds
 
 
 def _tracking_fallback(environ: dict[str, str]) -> Literal["none", "local"]:

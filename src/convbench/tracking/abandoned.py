@@ -6,6 +6,9 @@ checkpoint behind, to be resumed by a rerun with the same settings. Once the run
 a finished result under other settings (its stage finished, or DVC restored it from its
 run cache), those leftovers will never be resumed: the run is ended KILLED with the
 reason, and the checkpoint goes. A checkpoint a live training holds is left alone.
+
+A fan-out unit whose worker died is run again elsewhere, in a new checkout: its runs
+are found by the flow run that made them and ended KILLED by the dispatcher.
 """
 
 from __future__ import annotations
@@ -62,3 +65,15 @@ def sweep_abandoned(env: Environment, run_key: str, why: str, keep: Path | None 
         remove_checkpoint(folder)
         removed += 1
     return removed
+
+
+def end_flow_run(env: Environment, flow_run_id: str, reason: str) -> list[str]:
+    """End KILLED every RUNNING run that flow run ``flow_run_id`` made (its worker died,
+    so nothing else will); the ids of those ended."""
+    client = MlflowClient(tracking_uri=reachable_store(env).tracking_uri)
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    if not experiments:
+        return []
+    query = f"tags.`{tracking.FLOW_RUN_TAG}` = '{flow_run_id}' and attributes.status = 'RUNNING'"
+    runs = client.search_runs(experiments, query)
+    return [run.info.run_id for run in runs if end_killed(env, run.info.run_id, reason)]

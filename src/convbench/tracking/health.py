@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
@@ -47,12 +48,31 @@ def unreachable_reason(uri: str, timeout: float = HEALTH_TIMEOUT_S) -> str | Non
     return None
 
 
+def wait_reachable(uri: str, patience: float, every: float = 2.0) -> str | None:
+    """``unreachable_reason``, asked again until the server answers or ``patience``
+    seconds pass (a server restarting): None once it answers, else the last reason."""
+    deadline = time.monotonic() + patience
+    reason = unreachable_reason(uri)
+    while reason is not None and time.monotonic() < deadline:
+        time.sleep(every)
+        reason = unreachable_reason(uri)
+    return reason
+
+
 def reachable_store(env: Environment) -> Environment:
     """``env``, or with CONVBENCH_TRACKING_FALLBACK=local the local store if the server is down.
 
     Raises TrackingUnavailableError before any work when the server does not answer.
     """
     reason = unreachable_reason(env.tracking_uri)
+    if reason is not None and env.tracking_patience > 0:  # a team worker: a restart passes
+        log.warning(
+            "MLflow server %s not reachable (%s): waiting up to %.0f s for it",
+            redact(env.tracking_uri),
+            reason,
+            env.tracking_patience,
+        )
+        reason = wait_reachable(env.tracking_uri, env.tracking_patience)
     if reason is None:
         return env
     shown = redact(env.tracking_uri)

@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 COMPARISON_EXPERIMENT = "convbench/comparison"
 CONTINUES_TAG = "convbench.continues_run"  # the run a resumed training could not continue
 FAILURE_TAG = "convbench.failure"  # why a FAILED run failed, as its stage reported it
+FLOW_RUN_TAG = "convbench.flow_run_id"  # the Prefect flow run whose stage made the run
 MAX_TAG_LENGTH = 5000
 # MLflow 3's UI opens an experiment as its kind says: this kind on its training runs, not
 # on the GenAI overview it may show an experiment without the tag.
@@ -165,6 +166,8 @@ def base_tags(settings: Settings, stage: str, dataset_sha256: str) -> dict[str, 
     }
     if env.dvc_exp_name:
         tags["dvc_exp_name"] = env.dvc_exp_name
+    if env.flow_run_id:
+        tags[FLOW_RUN_TAG] = env.flow_run_id
     return tags
 
 

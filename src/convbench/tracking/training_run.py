@@ -26,10 +26,14 @@ from convbench.core.atomic import all_or_nothing, write_json
 from convbench.core.redact import redact
 from convbench.data.prepare import prepared_info
 from convbench.models.saving import FOREST_TRUSTED_TYPES, is_keras, save_model
-from convbench.settings import RunSpec, Settings
+from convbench.settings import RunSpec, Settings, read_environment
 from convbench.tracking import store as tracking
 from convbench.tracking.datasets import log_dataset_inputs
-from convbench.tracking.health import TrackingUnavailableError, unreachable_reason
+from convbench.tracking.health import (
+    TrackingUnavailableError,
+    unreachable_reason,
+    wait_reachable,
+)
 from convbench.training.checkpoints import Progress
 from convbench.training.devices import describe_device
 from convbench.training.outputs import (
@@ -128,13 +132,19 @@ def send_epochs(progress: Progress, *, patient: bool) -> None:
 
     After each epoch (``patient=False``) a tracking server that is down costs one quick
     health check and a warning: training goes on, the epochs wait in the checkpoint's
-    journal. At the end (``patient=True``) they must arrive: a server still down raises
-    TrackingUnavailableError, and the checkpoint keeps the finished training for a rerun.
+    journal. At the end (``patient=True``) they must arrive: the server is waited for
+    (CONVBENCH_TRACKING_PATIENCE seconds: a restart on a team's worker), then one still
+    down raises TrackingUnavailableError, and the checkpoint keeps the finished training
+    for a rerun.
     """
     if progress.logged_epochs >= progress.epochs_done or progress.mlflow_run_id is None:
         return
     uri = mlflow.get_tracking_uri()
     reason = unreachable_reason(uri)
+    patience = read_environment().tracking_patience if patient else 0.0
+    if reason is not None and patience > 0:
+        log.warning("MLflow %s not reachable (%s): waiting for it", redact(uri), reason)
+        reason = wait_reachable(uri, patience)
     if reason is not None:
         shown = redact(uri)
         if patient:
