@@ -20,7 +20,8 @@ POOL ?= convbench-gpu
 GPU_WORKERS ?= 0
 NAME ?= $(shell hostname)
 SERVICES = $(VENV)/bin/convbench services
-PORTS = --mlflow-port $(MLFLOW_PORT) --prefect-port $(PREFECT_PORT) --db $(DB) --postgres-port $(PG_PORT)
+PORTS = --mlflow-port $(MLFLOW_PORT) --prefect-port $(PREFECT_PORT)
+STORE = --db $(DB) --postgres-port $(PG_PORT)
 PYTHON ?= python3.11
 UV_VERSION := 0.13.9
 TOOLS := .tools
@@ -78,7 +79,7 @@ lint: env ## ruff, and hadolint on the Dockerfiles
 	$(VENV)/bin/hadolint docker/Dockerfile.cpu docker/Dockerfile.gpu docker/Dockerfile.mlflow
 
 ui: env ## start the MLflow and Prefect servers and a worker (127.0.0.1; DB=postgres: on PostgreSQL)
-	$(SERVICES) $(PORTS) up --gpu-workers $(GPU_WORKERS)
+	$(SERVICES) $(PORTS) $(STORE) up --gpu-workers $(GPU_WORKERS)
 
 ui-stop: ## stop what `make ui` started (PostgreSQL's data stay for the next `make ui`)
 	$(SERVICES) $(PORTS) down
