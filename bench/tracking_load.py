@@ -96,11 +96,8 @@ def start_store(store: str, folder: Path) -> tuple[str, Path]:
         db=store,
         postgres_port=free_port(),
     )
-    cluster = stack.postgres
-    if cluster is not None:
-        cluster.initialise()
-        start(cluster.service(), stack.state)
-        cluster.ensure_databases()
+    if stack.postgres is not None:
+        stack.postgres.up(stack.state)
     start(servers.mlflow_server(stack), stack.state)
     return stack.mlflow_url, stack.state
 

@@ -25,7 +25,7 @@ from functools import cache
 from importlib.util import find_spec
 from pathlib import Path
 
-from convbench.ops.processes import Service, ServiceError
+from convbench.ops.processes import Running, Service, ServiceError, start
 
 USER = "convbench"
 DATABASES = ("mlflow", "prefect")  # compose: POSTGRES_DB, then postgres/init-databases.sql
@@ -121,6 +121,14 @@ class Cluster:
         ready = [str(bin_dir() / "pg_isready"), "--quiet", "--dbname=postgres"]
         ready += [f"--host={self.host}", f"--port={self.port}", f"--username={USER}"]
         return Service("postgres", command, ready=ready, stop_signal="SIGINT")
+
+    def up(self, state_dir: Path) -> Running:
+        """The server running: the cluster created where missing, then started (recorded
+        in ``state_dir``), then the databases it lacks created."""
+        self.initialise()
+        running = start(self.service(), state_dir)
+        self.ensure_databases()
+        return running
 
     def psql(self, sql: str, database: str = "postgres") -> str:
         """One statement through psql; its output, rows tab-separated."""

@@ -39,44 +39,22 @@ def mlflow_server(stack: Stack) -> Service:
     every experiment the server created. On PostgreSQL it runs as in compose, serving the
     artifacts over HTTP to workers on other machines.
     """
+    artifacts = stack.root / "mlartifacts"
     cluster = stack.postgres
     if cluster is not None:
-        return Service(
-            "mlflow",
-            [
-                console_script("mlflow"),
-                "server",
-                "--backend-store-uri",
-                cluster.uri("mlflow"),
-                "--artifacts-destination",
-                str(stack.root / "mlartifacts"),
-                "--serve-artifacts",
-                "--host",
-                stack.host,
-                "--port",
-                str(stack.mlflow_port),
-            ],
-            env={"PGPASSWORD": cluster.password(), "MLFLOW_DISABLE_TELEMETRY": "true"},
-            url=stack.mlflow_url,
-            health=f"{stack.mlflow_url}/health",
-        )
+        store = ["--backend-store-uri", cluster.uri("mlflow")]
+        store += ["--artifacts-destination", str(artifacts), "--serve-artifacts"]
+        env = {"PGPASSWORD": cluster.password(), "MLFLOW_DISABLE_TELEMETRY": "true"}
+    else:  # SQLite takes one writer at a time: one server process
+        store = ["--backend-store-uri", f"sqlite:///{(stack.root / 'mlflow.db').as_posix()}"]
+        store += ["--default-artifact-root", artifacts.as_uri(), "--no-serve-artifacts"]
+        store += ["--workers", "1"]
+        env = {}
+    address = ["--host", stack.host, "--port", str(stack.mlflow_port)]
     return Service(
         "mlflow",
-        [
-            console_script("mlflow"),
-            "server",
-            "--backend-store-uri",
-            f"sqlite:///{(stack.root / 'mlflow.db').as_posix()}",
-            "--default-artifact-root",
-            (stack.root / "mlartifacts").as_uri(),
-            "--no-serve-artifacts",
-            "--host",
-            stack.host,
-            "--port",
-            str(stack.mlflow_port),
-            "--workers",
-            "1",
-        ],
+        [console_script("mlflow"), "server", *store, *address],
+        env=env,
         url=stack.mlflow_url,
         health=f"{stack.mlflow_url}/health",
     )

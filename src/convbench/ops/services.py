@@ -84,11 +84,8 @@ def up(stack: Stack, workers: list[tuple[str, str, int | None]] | None = None) -
         raise ServiceError(f"already running ({names}): stop them first (make ui-stop)")
     started = []
     try:
-        cluster = stack.postgres
-        if cluster is not None:
-            cluster.initialise()
-            started.append(start(cluster.service(), stack.state))
-            cluster.ensure_databases()
+        if stack.postgres is not None:
+            started.append(stack.postgres.up(stack.state))
         started.append(start(mlflow_server(stack), stack.state))
         started.append(start(prefect_server(stack), stack.state))
         for name, pool, limit in workers:

@@ -49,14 +49,15 @@ def unreachable_reason(uri: str, timeout: float = HEALTH_TIMEOUT_S) -> str | Non
 
 
 def wait_reachable(uri: str, patience: float, every: float = 2.0) -> str | None:
-    """``unreachable_reason``, asked again until the server answers or ``patience``
-    seconds pass (a server restarting): None once it answers, else the last reason."""
+    """For a server that just did not answer (a restart): ``unreachable_reason`` asked
+    again every ``every`` seconds until it answers (None) or ``patience`` seconds pass
+    (the last reason)."""
     deadline = time.monotonic() + patience
-    reason = unreachable_reason(uri)
-    while reason is not None and time.monotonic() < deadline:
+    while True:
         time.sleep(every)
         reason = unreachable_reason(uri)
-    return reason
+        if reason is None or time.monotonic() >= deadline:
+            return reason
 
 
 def reachable_store(env: Environment) -> Environment:

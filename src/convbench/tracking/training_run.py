@@ -141,8 +141,8 @@ def send_epochs(progress: Progress, *, patient: bool) -> None:
         return
     uri = mlflow.get_tracking_uri()
     reason = unreachable_reason(uri)
-    patience = read_environment().tracking_patience if patient else 0.0
-    if reason is not None and patience > 0:
+    patience = read_environment().tracking_patience if reason and patient else 0.0
+    if patience > 0:
         log.warning("MLflow %s not reachable (%s): waiting for it", redact(uri), reason)
         reason = wait_reachable(uri, patience)
     if reason is not None:
