@@ -1,6 +1,6 @@
 """Benchmark: training time per image, convbench's ``train`` stage against a plain Keras
 script of the same model on the same data, under each backend, and bf16 against float32
-where the CPU has bf16 matrix units.
+where the CPU computes in bf16 natively (AMX or AVX512_BF16).
 
 Every configuration is a fresh process (as a DVC stage is). They run in rounds, each
 round in the other order than the last, so the machine's drift hits all alike; the
@@ -123,17 +123,18 @@ def run_config(folder: Path, config: Config, run: str, epochs: int, attempt: int
 def section(report: dict) -> list[str]:
     """The lines bench/RESULTS.md shows for this benchmark."""
     configs, ratios = report["configs"], report["ratios"]
-    bf16 = report["bf16_matrix_units"]
-    target = 0.8 if bf16 else 1.0
-    ours = ratios["convbench_bf16_to_plain_float32"] if bf16 else None
-    ours = ours if ours is not None else ratios["convbench_to_plain_tensorflow"]
+    bf16 = report["native_bf16"]
+
+    def verdict(value: float | None, target: float) -> str:
+        return "met" if value is not None and value <= target else "NOT met"
+
     lines = [
         "## Training: convbench against a plain Keras script, per backend",
         "",
         "Rerun: `CONVBENCH_MIRROR=../shared/datasets .venv/bin/python -m bench.training` "
         "(writes `bench/training.json`).",
         "",
-        f"Machine: {report['cpu']}, bf16 matrix units: {'yes' if bf16 else 'no'}; "
+        f"Machine: {report['cpu']}, native bf16: {'yes' if bf16 else 'no'}; "
         f"{report['measured']}. `{report['run']}` on {report['images']:,} images of "
         f"{report['data']}, {report['epochs']} epochs, {report['rounds']} rounds in "
         "alternating order, medians. convbench is its `train` stage (a fresh process, "
@@ -149,21 +150,31 @@ def section(report: dict) -> list[str]:
             f"| {name} | {row['per_image_ms']:.3f} | {row['steady_epoch_seconds']:.1f} | "
             f"{row['first_epoch_seconds']:.1f} | {row['val_accuracy']:.4f} |"
         )
-    verdict = "met" if ours is not None and ours <= target else "NOT met"
+    float32 = ratios["convbench_to_plain_tensorflow"]
+    # The ≤ 1.0 target is for CPUs without native bf16; on the others auto trains in bf16.
+    float32_target = (
+        "— (auto trains in bf16 here: below)" if bf16 else f"≤ 1.0 ({verdict(float32, 1.0)})"
+    )
     lines += [
         "",
         "| ratio (per image) | value | target |",
         "|---|---:|---|",
-        f"| convbench ÷ plain, TensorFlow | **{ratios['convbench_to_plain_tensorflow']}** | "
-        f"≤ {target} ({verdict}) |",
+        f"| convbench ÷ plain, TensorFlow float32 | **{float32}** | {float32_target} |",
         f"| convbench ÷ plain, JAX | {ratios['convbench_to_plain_jax']} | — |",
         f"| convbench JAX ÷ convbench TensorFlow | {ratios['jax_to_tensorflow_convbench']} | — |",
     ]
     if bf16:
-        lines.append(
-            f"| convbench bf16 (auto) ÷ plain float32 | "
-            f"**{ratios['convbench_bf16_to_plain_float32']}** | ≤ 0.8 |"
+        ours = ratios["convbench_bf16_to_plain_float32"]
+        gap = 100 * abs(
+            configs["convbench-tensorflow-mixed_bfloat16"]["val_accuracy"]
+            - configs["plain-tensorflow-float32"]["val_accuracy"]
         )
+        lines += [
+            f"| convbench bf16 (auto) ÷ plain float32 | **{ours}** | "
+            f"≤ 0.8 ({verdict(ours, 0.8)}) |",
+            f"| accuracy gap, convbench bf16 vs plain float32 (points) | {gap:.2f} | "
+            f"≤ 0.3 ({verdict(gap, 0.3)}) |",
+        ]
     return [*lines, ""]
 
 
@@ -179,7 +190,7 @@ def main(
     bf16 = cpu_has_bf16_units()
     trainers = ("plain", "convbench")
     configs = [Config(t, b, "float32") for b in ("tensorflow", "jax") for t in trainers]
-    if bf16:  # bf16 matrix units: what runtime.mixed_precision: auto takes
+    if bf16:  # native bf16: what runtime.mixed_precision: auto takes
         configs += [Config(t, "tensorflow", "mixed_bfloat16") for t in trainers]
     run = RUN_OF[variant]
     results: dict[str, list[dict]] = {c.name: [] for c in configs}
@@ -212,7 +223,7 @@ def main(
         "epochs": epochs,
         "rounds": rounds,
         "cpu": f"{cpu_name()} ({os.cpu_count()} cores)",
-        "bf16_matrix_units": bf16,
+        "native_bf16": bf16,
         "python": platform.python_version(),
         "measured": time.strftime("%Y-%m-%d"),
         "configs": summary,

@@ -11,7 +11,12 @@ from mlflow.tracking import MlflowClient
 from convbench.models.variants import build_variant
 from convbench.settings import Runtime, Settings
 from convbench.stages.train import train_run
-from convbench.training.devices import RuntimeConfigError, configure_runtime, resolve_policy
+from convbench.training.devices import (
+    RuntimeConfigError,
+    configure_runtime,
+    cpu_has_bf16_units,
+    resolve_policy,
+)
 from tests.conftest import prepared_tiny_digits, tiny_digits
 
 
@@ -67,11 +72,13 @@ def test_each_run_logs_its_runtime(ci_settings: Settings, tmp_path: Path) -> Non
         verbose=0,
     )
     assert summary["runtime"]["xla"] is True  # asked for: XLA on a CPU too
-    assert summary["runtime"]["dtype_policy"] == "float32"
+    # auto: bf16 where this CPU computes in bf16 natively, float32 elsewhere.
+    policy = "mixed_bfloat16" if cpu_has_bf16_units() else "float32"
+    assert summary["runtime"]["dtype_policy"] == policy
     assert summary["runtime"]["device"] == "CPU"
     run = MlflowClient(settings.env.tracking_uri).get_run(summary["mlflow_run_id"])
     assert run.data.params["runtime.xla"] == "True"
-    assert run.data.params["runtime.dtype_policy"] == "float32"
+    assert run.data.params["runtime.dtype_policy"] == policy
     assert run.data.params["runtime.device_name"] == summary["device_name"]
     assert run.data.tags["convbench.runner"] == "gpu-box-7"
     # XLA is a numerics setting: results trained without it are no longer current.

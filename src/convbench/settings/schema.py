@@ -247,7 +247,7 @@ class Runtime(Strict):
     memory_growth: bool = True  # take GPU memory as needed, not all of it at start
     # Keras' backend for training and scoring; the same models, other kernels.
     backend: Literal["tensorflow", "jax"] = "tensorflow"
-    # auto: bf16 on CPUs with bf16 matrix units (AMX), where it is faster at the same
+    # auto: bf16 on CPUs with native bf16 (AMX, AVX512_BF16), where it is faster at the same
     # accuracy; float32 elsewhere. bf16 | fp16: on GPUs. none: float32 everywhere.
     mixed_precision: Literal["auto", "none", "bf16", "fp16"] = "auto"
     xla: Literal["auto"] | bool = "auto"  # Keras' jit_compile; auto: XLA on GPUs only

@@ -88,15 +88,20 @@ class AppliedRuntime:
         return {f"runtime.{k}": v for k, v in asdict(self).items()}
 
 
+BF16_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
+
+
 def cpu_has_bf16_units(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
-    """Whether the CPU has bf16 matrix units (Intel AMX): where TensorFlow's oneDNN
-    kernels make mixed_bfloat16 pay. AVX512_BF16 alone (no tiles) is not counted."""
+    """Whether the CPU computes in bf16 natively: Intel AMX tiles (`amx_bf16`) or the
+    AVX-512 bf16 dot products (`avx512_bf16`: Cooper Lake, AMD Zen 4 and later), which
+    TensorFlow's oneDNN kernels use for mixed_bfloat16. On both it was measured to pay
+    (README, "Numerics"). Without either, auto keeps float32."""
     try:
         text = cpuinfo.read_text()
     except OSError:
         return False
     return any(
-        line.startswith("flags") and "amx_bf16" in line.split(":", 1)[-1].split()
+        line.startswith("flags") and BF16_FLAGS & set(line.split(":", 1)[-1].split())
         for line in text.splitlines()
     )
 
@@ -105,7 +110,7 @@ def resolve_policy(
     mixed_precision: str, has_gpu: bool, backend: str = "tensorflow", bf16_units: bool = False
 ) -> str:
     """Keras' dtype policy: bf16/fp16 on GPUs when asked (float16 on CPUs is slow); under
-    ``auto``, bf16 on a CPU runner with bf16 matrix units under TensorFlow (measured
+    ``auto``, bf16 on a CPU runner with native bf16 under TensorFlow (measured
     faster at the same accuracy there: README, "Numerics"), float32 everywhere else."""
     if mixed_precision == "auto":
         if not has_gpu and bf16_units and backend == "tensorflow":
