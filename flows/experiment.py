@@ -26,9 +26,9 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.futures import as_completed
 
-from convbench.ops import noop, planning, runlock, scheduling
+from convbench.ops import noop, planning, repro, runlock, scheduling, warm
 from convbench.ops import overrides as overrides_module
-from convbench.settings import PROFILE_NAMES, load_settings
+from convbench.settings import PROFILE_NAMES, keras_backend_variable, load_settings
 from flows.stage_task import skip_if_blocked, stage_task
 
 
@@ -47,6 +47,8 @@ class Plan:
     dependents: dict[str, list[str]]  # per download stage: the selected stages it holds back
     upstream: dict[str, list[str]]  # per stage: the selected stages it depends on
     limits: scheduling.Limits
+    backend: str  # the Keras backend the model stages load (``training.backend``)
+    warm: bool  # runtime.warm_stages
 
 
 @task(name="plan")
@@ -66,7 +68,16 @@ def plan(root: Path, datasets: list[str] | None, variants: list[str] | None) -> 
         ", ".join(stale) or "none",
     )
     dependents = planning.download_dependents(selected, graph)
-    return Plan(selected, stale, dependents, scheduling.upstream_of(selected, graph), limits)
+    runtime = settings.params.runtime
+    return Plan(
+        selected,
+        stale,
+        dependents,
+        scheduling.upstream_of(selected, graph),
+        limits,
+        keras_backend_variable() or runtime.backend,
+        runtime.warm_stages,
+    )
 
 
 @flow(name="convbench-experiment")
@@ -113,6 +124,18 @@ def run_experiments(
     """The experiment flow's work, in a flow run holding the checkout's lock."""
     apply_overrides(root, [f"profile={profile}", *(overrides or [])])
     planned = plan(root, datasets, variants)
+    on = planned.warm and bool(planned.stale)
+    with warm.interpreter(root, repro.stage_environment(root), planned.backend, on) as env:
+        outcome = run_planned(root, planned, env, retry_unavailable)
+    publish_comparison(root, outcome)
+    return outcome
+
+
+def run_planned(
+    root: Path, planned: Plan, env: dict[str, str], retry_unavailable: bool
+) -> dict[str, str]:
+    """Each selected stage as a task once its upstream ones have an outcome, within the
+    limits; the first failure lets the running ones finish and starts nothing more."""
     outcome: dict[str, str] = {}
     pending, running = list(planned.selected), {}
     failed: BaseException | None = None
@@ -127,7 +150,7 @@ def run_experiments(
                     outcome[stage] = reason
                     continue
                 running[stage] = stage_task(stage).submit(
-                    root, stage, stage in planned.stale, retry_unavailable=retry_unavailable
+                    root, stage, stage in planned.stale, env, retry_unavailable
                 )
         if not running:
             break
@@ -140,7 +163,6 @@ def run_experiments(
             failed = failed or error
     if failed:
         raise failed
-    publish_comparison(root, outcome)
     return outcome
 
 

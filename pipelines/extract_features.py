@@ -1,9 +1,11 @@
 """DVC stage `extract_features`: see convbench.stages.extract_features."""
 
+from convbench.ops.warm import forward
 from convbench.stages.entry import run_stage
 from convbench.training.backend import choose_backend
 
 choose_backend()  # runtime.backend, before the stage module imports Keras
+forward(__name__)  # in a flow, the stage runs in its warm interpreter (ops.warm)
 
 from convbench.stages import extract_features  # noqa: E402
 

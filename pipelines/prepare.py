@@ -1,7 +1,11 @@
 """DVC stage `prepare`: train/validation/test roles, profile subsets, arrays or shards."""
 
-from convbench.stages import prepare
-from convbench.stages.entry import run_stage
+from convbench.ops.warm import forward
+
+forward(__name__)  # in a flow, the stage runs in its warm interpreter (ops.warm)
+
+from convbench.stages import prepare  # noqa: E402
+from convbench.stages.entry import run_stage  # noqa: E402
 
 if __name__ == "__main__":
     run_stage(prepare.main)

@@ -1,7 +1,11 @@
 """DVC stage `register`: see convbench.stages.register."""
 
-from convbench.stages import register
-from convbench.stages.entry import run_stage
+from convbench.ops.warm import forward
+
+forward(__name__)  # in a flow, the stage runs in its warm interpreter (ops.warm)
+
+from convbench.stages import register  # noqa: E402
+from convbench.stages.entry import run_stage  # noqa: E402
 
 if __name__ == "__main__":
     run_stage(register.main)

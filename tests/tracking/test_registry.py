@@ -127,3 +127,19 @@ def test_predict_uses_the_champion_and_refuses_non_images(
     other = ["predict", "--dataset", "cats_and_dogs", "--params", str(params), str(paths[0][0])]
     result = CliRunner().invoke(app, other, env=env)
     assert result.exit_code == 2 and "has no 'champion' model yet" in result.output
+
+
+def test_a_best_run_from_another_store_is_passed_over(trained: tuple[Settings, Path]) -> None:
+    """Results committed from another machine name MLflow runs this store never saw: the
+    best run that is here is registered, and the decision says what was passed over."""
+    settings, root = trained
+    frame = gather(settings, root / "runs")
+    frame.loc[frame["run"] == LENET, ["test_accuracy", "mlflow_run_id"]] = [1.0, "0" * 32]
+    decision = decide(settings, "mnist", frame, root / "prepared" / "mnist")
+    assert decision.run == FOREST and decision.version is not None
+    assert "better but not in this tracking store: mnist-lenet5" in decision.reason
+
+    frame.loc[frame["run"] == FOREST, "mlflow_run_id"] = "1" * 32
+    nothing = decide(settings, "mnist", frame, root / "prepared" / "mnist")
+    assert nothing.run is None and not nothing.promoted
+    assert nothing.reason.startswith("no current run in this tracking store")

@@ -257,6 +257,9 @@ class Runtime(Strict):
     # Independent stages the experiment flow runs at once. auto: one per core plus one, at
     # most one per 4 GiB of memory; Keras fits one per 8 cores (each uses every core).
     stages_at_once: Literal["auto"] | Annotated[int, Field(ge=1)] = "auto"
+    # The flow's stage commands fork from one interpreter that imported the libraries once
+    # (Linux): the same work without 5-9 s of imports per stage. Not a dep: same numbers.
+    warm_stages: bool = True
 
     @model_validator(mode="after")
     def _xla_needs_nondeterminism(self) -> Runtime:

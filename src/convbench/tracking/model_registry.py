@@ -89,17 +89,32 @@ def model_input(spec: RunSpec, classes: list[Any]) -> ModelInput:
     )
 
 
-def best_run(settings: Settings, frame: pd.DataFrame, dataset: str) -> str | None:
-    """The dataset's best current (status ok) image-model run, by test accuracy."""
+def ranked_runs(settings: Settings, frame: pd.DataFrame, dataset: str) -> list[str]:
+    """The dataset's current (status ok) image-model runs, best test accuracy first."""
     specs = settings.run_specs()
     rows = frame[(frame["status"] == "ok") & (frame["dataset"] == dataset)]
     rows = rows[[specs[run].takes_images for run in rows["run"]]]
-    if rows.empty:
-        return None
     ranked = rows.assign(accuracy=rows["test_accuracy"].astype(float)).sort_values(
         ["accuracy", "run"], ascending=[False, True]
     )
-    return str(ranked["run"].iloc[0])
+    return [str(run) for run in ranked["run"]]
+
+
+def best_run(settings: Settings, frame: pd.DataFrame, dataset: str) -> str | None:
+    """The dataset's best current (status ok) image-model run, by test accuracy."""
+    return next(iter(ranked_runs(settings, frame, dataset)), None)
+
+
+def in_store(client: MlflowClient, run_id: object) -> bool:
+    """Whether this tracking store holds the run: results committed from another
+    machine's runs name runs this store never saw."""
+    if pd.isna(run_id):
+        return False
+    try:
+        client.get_run(str(run_id))
+    except MlflowException:
+        return False
+    return True
 
 
 def register_version(
@@ -147,17 +162,30 @@ def score_on_test(model: Any, inputs: ModelInput, prepared_dir: Path) -> float:
 def decide(settings: Settings, dataset: str, frame: pd.DataFrame, prepared_dir: Path) -> Decision:
     """Register the dataset's best run and move the alias where the gate allows."""
     gate = settings.params.registry
-    key = best_run(settings, frame, dataset)
-    if key is None:
+    ranked = ranked_runs(settings, frame, dataset)
+    if not ranked:
         return Decision(dataset, None, None, None, None, None, False, "no current run")
+    # A server that does not answer stops this at once (not after MLflow's retries).
+    client = MlflowClient(tracking_uri=reachable_store(settings.env).tracking_uri)
+    runs = frame.set_index("run")
+    elsewhere = [key for key in ranked if not in_store(client, runs.loc[key, "mlflow_run_id"])]
+    key = next((key for key in ranked if key not in elsewhere), None)
+    if elsewhere:
+        log.warning(
+            "%s: not in this tracking store, so not registered: %s (results from another "
+            "store; `make run VARIANT=...` trains them here)",
+            dataset,
+            ", ".join(elsewhere),
+        )
+    if key is None:
+        reason = f"no current run in this tracking store ({', '.join(elsewhere)} are not)"
+        return Decision(dataset, None, None, None, None, None, False, reason)
     spec = settings.run_spec(key)
-    row = frame.set_index("run").loc[key]
+    row = runs.loc[key]
     accuracy = float(row["test_accuracy"])
     inputs = model_input(spec, prepared_info(prepared_dir)["classes"])
     minimum = gate.min_test_accuracy.get(dataset, 0.0)
     name = model_name(dataset)
-    # A server that does not answer stops this at once (not after MLflow's retries).
-    client = MlflowClient(tracking_uri=reachable_store(settings.env).tracking_uri)
     tags = {
         "convbench.run": key,
         "convbench.variant": spec.variant,
@@ -187,6 +215,9 @@ def decide(settings: Settings, dataset: str, frame: pd.DataFrame, prepared_dir: 
             f"{accuracy:.4f} {verdict} {gate.alias} v{current.version} "
             f"({held:.4f} on the same test set)"
         )
+    above = [run for run in ranked[: ranked.index(key)] if run in elsewhere]
+    if above:
+        reason += f"; better but not in this tracking store: {', '.join(above)}"
     if promoted:
         client.set_registered_model_alias(name, gate.alias, version.version)
     client.set_model_version_tag(name, version.version, "convbench.decision", reason)
