@@ -119,3 +119,46 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+# A seeded Keras fit, as a training stage runs one: its weights, to the last bit.
+FIT = """
+import hashlib, sys
+from convbench.ops.warm import forward
+forward(__name__)
+warm = "mlflow" in sys.modules  # this script imports no MLflow: only a warm one has it
+import keras, numpy as np
+keras.utils.set_random_seed(7)
+x = np.random.default_rng(0).normal(size=(256, 12)).astype("float32")
+y = (x.sum(axis=1) > 0).astype("int64")
+model = keras.Sequential([keras.Input((12,)), keras.layers.Dense(16, activation="relu"),
+                          keras.layers.Dense(2, activation="softmax")])
+model.compile("adam", "sparse_categorical_crossentropy")
+model.fit(x, y, batch_size=32, epochs=2, verbose=0)
+digest = hashlib.sha256(b"".join(w.tobytes() for w in model.get_weights())).hexdigest()
+print(f"warm={warm} {digest}")
+"""
+
+
+def test_a_seeded_fit_gives_the_same_weights_warm_or_fresh(
+    socket_env: dict[str, str], tmp_path: Path
+) -> None:
+    (tmp_path / "fitpkg").mkdir()
+    (tmp_path / "fitpkg" / "__init__.py").write_text("")
+    (tmp_path / "fitpkg" / "fit.py").write_text(FIT)
+    base = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT / 'src'}"}
+    base["KERAS_BACKEND"] = "tensorflow"
+    digests = {}
+    for name, env in (("warm", {**base, **socket_env}), ("fresh", base)):
+        done = subprocess.run(
+            [sys.executable, "-m", "fitpkg.fit"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr
+        assert f"warm={name == 'warm'}" in done.stdout
+        digests[name] = done.stdout.split()[-1]
+    assert digests["warm"] == digests["fresh"]
