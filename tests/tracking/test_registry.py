@@ -143,3 +143,7 @@ def test_a_best_run_from_another_store_is_passed_over(trained: tuple[Settings, P
     nothing = decide(settings, "mnist", frame, root / "prepared" / "mnist")
     assert nothing.run is None and not nothing.promoted
     assert nothing.reason.startswith("no current run in this tracking store")
+
+    frame["status"] = "not run: mnist data unavailable"  # the flow's case: no row of it is ok
+    none = decide(settings, "mnist", frame, root / "prepared" / "mnist")
+    assert none.run is None and none.reason == "no current run"

@@ -94,6 +94,8 @@ def ranked_runs(settings: Settings, frame: pd.DataFrame, dataset: str) -> list[s
     specs = settings.run_specs()
     rows = frame[(frame["status"] == "ok") & (frame["dataset"] == dataset)]
     rows = rows[[specs[run].takes_images for run in rows["run"]]]
+    if rows.empty:  # (a mask of no rows selects no columns either)
+        return []
     ranked = rows.assign(accuracy=rows["test_accuracy"].astype(float)).sort_values(
         ["accuracy", "run"], ascending=[False, True]
     )
