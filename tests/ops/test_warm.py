@@ -48,15 +48,20 @@ def socket_env() -> Iterator[dict[str, str]]:
     assert not path.exists()  # its folder goes with it
 
 
+def _module(tmp_path: Path, module: str, source: str) -> dict[str, str]:
+    """``module`` (``package.name``) written under tmp_path: the environment that finds it."""
+    package, name = module.split(".")
+    (tmp_path / package).mkdir(exist_ok=True)
+    (tmp_path / package / "__init__.py").write_text("")
+    (tmp_path / package / f"{name}.py").write_text(source)
+    return {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT / 'src'}"}
+
+
 def _stage(tmp_path: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    (tmp_path / "stagepkg").mkdir(exist_ok=True)
-    (tmp_path / "stagepkg" / "__init__.py").write_text("")
-    (tmp_path / "stagepkg" / "echo.py").write_text(STAGE)
-    environment = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT / 'src'}", **env}
     return subprocess.run(
         [sys.executable, "-m", "stagepkg.echo", *args],
         cwd=tmp_path,
-        env=environment,
+        env={**_module(tmp_path, "stagepkg.echo", STAGE), **env},
         capture_output=True,
         text=True,
         timeout=120,
@@ -90,13 +95,10 @@ def test_a_killed_command_takes_its_stage_with_it(
     socket_env: dict[str, str], tmp_path: Path
 ) -> None:
     for how in (signal.SIGTERM, signal.SIGKILL):
-        (tmp_path / "stagepkg").mkdir(exist_ok=True)
-        (tmp_path / "stagepkg" / "__init__.py").write_text("")
-        (tmp_path / "stagepkg" / "echo.py").write_text(STAGE)
         command = subprocess.Popen(
             [sys.executable, "-m", "stagepkg.echo", "sleep"],
             cwd=tmp_path,
-            env={**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT / 'src'}", **socket_env},
+            env={**_module(tmp_path, "stagepkg.echo", STAGE), **socket_env},
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -143,11 +145,7 @@ print(f"warm={warm} {digest}")
 def test_a_seeded_fit_gives_the_same_weights_warm_or_fresh(
     socket_env: dict[str, str], tmp_path: Path
 ) -> None:
-    (tmp_path / "fitpkg").mkdir()
-    (tmp_path / "fitpkg" / "__init__.py").write_text("")
-    (tmp_path / "fitpkg" / "fit.py").write_text(FIT)
-    base = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT / 'src'}"}
-    base["KERAS_BACKEND"] = "tensorflow"
+    base = {**_module(tmp_path, "fitpkg.fit", FIT), "KERAS_BACKEND": "tensorflow"}
     digests = {}
     for name, env in (("warm", {**base, **socket_env}), ("fresh", base)):
         done = subprocess.run(

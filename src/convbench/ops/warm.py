@@ -106,18 +106,14 @@ def forward(name: str) -> None:
 # -- the server's side ------------------------------------------------------------------
 
 
-def preload(backend: str) -> list[str]:
-    """Import what the stages import (nothing initialised); the modules loaded."""
+def preload(backend: str) -> None:
+    """Import what the stages import (nothing initialised)."""
     os.environ["KERAS_BACKEND"] = backend
     os.environ.setdefault("MPLBACKEND", "Agg")
-    loaded = []
     for name in PRELOAD:
-        try:
+        # A library that cannot load is the stage's to report, in its own process.
+        with contextlib.suppress(Exception):
             importlib.import_module(name)
-        except Exception:  # a library that cannot load is the stage's to report
-            continue
-        loaded.append(name)
-    return loaded
 
 
 def keras_default_backend(environ: dict[str, str]) -> str:
@@ -186,29 +182,28 @@ def handle(listener: socket.socket, connection: socket.socket, backend: str) -> 
     except (OSError, ValueError, ConnectionError):
         connection.close()
         return
-    # A fresh process would load Keras' own default where no backend was chosen.
-    wanted = request["env"].get("KERAS_BACKEND") or keras_default_backend(request["env"])
-    if wanted != backend:
-        with contextlib.suppress(OSError):
-            connection.sendall(b'{"declined": "another Keras backend"}\n')
+    try:
+        # A fresh process would load Keras' own default where no backend was chosen.
+        wanted = request["env"].get("KERAS_BACKEND") or keras_default_backend(request["env"])
+        if wanted != backend:
+            with contextlib.suppress(OSError):
+                connection.sendall(b'{"declined": "another Keras backend"}\n')
+            return
+        sys.stdout.flush(), sys.stderr.flush()
+        if os.fork() == 0:  # the child never leaves this block
+            listener.close()
+            code = 1
+            try:
+                code = run_child(connection, request, fds)
+            finally:
+                with contextlib.suppress(BaseException):
+                    sys.stdout.flush(), sys.stderr.flush()
+                    connection.sendall(json.dumps({"exit": code}).encode() + b"\n")
+                os._exit(code)
+    finally:  # the server's copies: the child has its own
         for fd in fds:
             os.close(fd)
         connection.close()
-        return
-    sys.stdout.flush(), sys.stderr.flush()
-    if os.fork() == 0:
-        listener.close()
-        code = 1
-        try:
-            code = run_child(connection, request, fds)
-        finally:
-            with contextlib.suppress(BaseException):
-                sys.stdout.flush(), sys.stderr.flush()
-                connection.sendall(json.dumps({"exit": code}).encode() + b"\n")
-            os._exit(code)
-    for fd in fds:
-        os.close(fd)
-    connection.close()
 
 
 def serve(path: Path, backend: str) -> None:

@@ -102,11 +102,6 @@ def ranked_runs(settings: Settings, frame: pd.DataFrame, dataset: str) -> list[s
     return [str(run) for run in ranked["run"]]
 
 
-def best_run(settings: Settings, frame: pd.DataFrame, dataset: str) -> str | None:
-    """The dataset's best current (status ok) image-model run, by test accuracy."""
-    return next(iter(ranked_runs(settings, frame, dataset)), None)
-
-
 def in_store(client: MlflowClient, run_id: object) -> bool:
     """Whether this tracking store holds the run: results committed from another
     machine's runs name runs this store never saw."""
@@ -170,8 +165,9 @@ def decide(settings: Settings, dataset: str, frame: pd.DataFrame, prepared_dir: 
     # A server that does not answer stops this at once (not after MLflow's retries).
     client = MlflowClient(tracking_uri=reachable_store(settings.env).tracking_uri)
     runs = frame.set_index("run")
-    elsewhere = [key for key in ranked if not in_store(client, runs.loc[key, "mlflow_run_id"])]
-    key = next((key for key in ranked if key not in elsewhere), None)
+    present = (key for key in ranked if in_store(client, runs.loc[key, "mlflow_run_id"]))
+    key = next(present, None)  # the best run this store holds
+    elsewhere = ranked if key is None else ranked[: ranked.index(key)]  # better, never seen here
     if elsewhere:
         log.warning(
             "%s: not in this tracking store, so not registered: %s (results from another "
@@ -217,9 +213,8 @@ def decide(settings: Settings, dataset: str, frame: pd.DataFrame, prepared_dir: 
             f"{accuracy:.4f} {verdict} {gate.alias} v{current.version} "
             f"({held:.4f} on the same test set)"
         )
-    above = [run for run in ranked[: ranked.index(key)] if run in elsewhere]
-    if above:
-        reason += f"; better but not in this tracking store: {', '.join(above)}"
+    if elsewhere:
+        reason += f"; better but not in this tracking store: {', '.join(elsewhere)}"
     if promoted:
         client.set_registered_model_alias(name, gate.alias, version.version)
     client.set_model_version_tag(name, version.version, "convbench.decision", reason)
